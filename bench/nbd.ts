@@ -1,0 +1,145 @@
+/**
+ * NBD data-path benchmark: Cairn against nbdkit (file plugin) and qemu-nbd serving an equal-sized
+ * file from the same disk, all with the same cache semantics (writeback page cache, flush =
+ * fdatasync). The same fio jobs (ioengine=nbd, one connection per fio job) run against each server
+ * in turn, job by job, so drift in the machine affects all three alike. Prints IOPS, MB/s, p50/p99
+ * latency and the ratio Cairn/nbdkit per job, and writes the table as JSON.
+ *
+ *   npm run bench -- nbd [--runtime 10] [--size 1GiB] [--out bench/results/nbd.json] [--only cairn,nbdkit]
+ */
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, openSync, ftruncateSync, closeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { ApiClient } from '../src/api/client';
+import { GiB, parseBytes } from '../src/util/units';
+import { run, Server, startServer, waitForSocket } from './processes';
+
+interface Job { readonly name: string; readonly rw: string; readonly bs: string; readonly iodepth: number; readonly fsync?: boolean; readonly connections: number }
+interface Result { job: string; server: string; iops: number; mbps: number; p50us: number; p99us: number }
+
+const baseJobs: Array<Omit<Job, 'connections' | 'name'> & { label: string }> = [
+  { label: 'seq-write-1M-qd8', rw: 'write', bs: '1M', iodepth: 8 },
+  { label: 'seq-read-1M-qd8', rw: 'read', bs: '1M', iodepth: 8 },
+  { label: 'rand-read-4k-qd32', rw: 'randread', bs: '4k', iodepth: 32 },
+  { label: 'rand-write-4k-qd32', rw: 'randwrite', bs: '4k', iodepth: 32 },
+  { label: 'write-4k-qd1-flush', rw: 'randwrite', bs: '4k', iodepth: 1, fsync: true },
+];
+
+function option(argv: string[], name: string): string | undefined {
+  const index = argv.indexOf(`--${name}`);
+  return index >= 0 ? argv[index + 1] : undefined;
+}
+
+export async function runNbdBench(argv: string[]): Promise<void> {
+  const runtimeSeconds = Number(option(argv, 'runtime') ?? '8');
+  const sizeBytes = parseBytes(option(argv, 'size') ?? '1GiB') ?? GiB;
+  const out = resolve(option(argv, 'out') ?? join('bench', 'results', 'nbd.json'));
+  const only = option(argv, 'only')?.split(',');
+  const root = mkdtempSync(join(process.env['CAIRN_BENCH_DIR'] ?? tmpdir(), 'cairn-bench-'));
+  const servers: Array<{ server: Server; uri: string }> = [];
+  const cleanup = async (): Promise<void> => {
+    for (const { server } of servers) await server.stop();
+    rmSync(root, { recursive: true, force: true });
+  };
+  process.once('SIGINT', () => { void cleanup().then(() => process.exit(130)); });
+  try {
+    const want = (name: string): boolean => !only || only.includes(name);
+    if (want('cairn')) servers.push(await startCairn(root, sizeBytes));
+    if (want('nbdkit')) servers.push(await startNbdkit(root, sizeBytes));
+    if (want('qemu-nbd')) servers.push(await startQemuNbd(root, sizeBytes));
+
+    const jobs: Job[] = [];
+    for (const connections of [1, 4]) for (const base of baseJobs) jobs.push({ ...base, name: `${base.label}-c${connections}`, connections });
+    const results: Result[] = [];
+    for (const job of jobs) {
+      for (const { server, uri } of servers) {
+        const result = await runFio(root, job, server.name, uri, sizeBytes, runtimeSeconds);
+        results.push(result);
+        process.stderr.write(`${job.name.padEnd(28)} ${server.name.padEnd(9)} ${result.iops.toFixed(0).padStart(8)} IOPS ${result.mbps.toFixed(1).padStart(8)} MB/s  p50 ${result.p50us.toFixed(0)} us  p99 ${result.p99us.toFixed(0)} us\n`);
+      }
+    }
+    const table = formatResults(jobs, results);
+    process.stdout.write(table + '\n');
+    mkdirSync(dirname(out), { recursive: true });
+    writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), runtimeSeconds, sizeBytes, results }, null, 2) + '\n');
+    process.stdout.write(`saved ${out}\n`);
+  } finally {
+    await cleanup();
+  }
+}
+
+async function startCairn(root: string, sizeBytes: number): Promise<{ server: Server; uri: string }> {
+  const dataDir = join(root, 'cairn');
+  const socket = join(root, 'cairn-nbd.sock');
+  const api = join(root, 'cairn-api.sock');
+  const server = startServer('cairn', process.execPath, [
+    resolve(__dirname, '..', '..', 'bin', 'cairnd'), '--data-dir', dataDir, '--nbd-listen', 'none', '--nbd-socket', socket,
+    '--api', `unix:${api}`, '--node-name', 'bench', '--log-level', 'warn',
+  ], { ...process.env, UV_THREADPOOL_SIZE: process.env['UV_THREADPOOL_SIZE'] ?? '16' });
+  await waitForSocket(api);
+  await new ApiClient({ endpoint: { kind: 'unix', path: api } }).createVolume({ name: 'bench', sizeBytes });
+  return { server, uri: `nbd+unix:///bench?socket=${socket}` };
+}
+
+function makeImage(root: string, name: string, sizeBytes: number): string {
+  const path = join(root, name);
+  const fd = openSync(path, 'w');
+  ftruncateSync(fd, sizeBytes);
+  closeSync(fd);
+  return path;
+}
+
+async function startNbdkit(root: string, sizeBytes: number): Promise<{ server: Server; uri: string }> {
+  const image = makeImage(root, 'nbdkit.img', sizeBytes);
+  const socket = join(root, 'nbdkit.sock');
+  // file plugin defaults: page cache (writeback), flush = fdatasync; multi-threaded.
+  const server = startServer('nbdkit', 'nbdkit', ['-f', '-U', socket, 'file', `file=${image}`]);
+  await waitForSocket(socket);
+  return { server, uri: `nbd+unix:///?socket=${socket}` };
+}
+
+async function startQemuNbd(root: string, sizeBytes: number): Promise<{ server: Server; uri: string }> {
+  const image = makeImage(root, 'qemu.img', sizeBytes);
+  const socket = join(root, 'qemu-nbd.sock');
+  const server = startServer('qemu-nbd', 'qemu-nbd', ['-f', 'raw', '--cache=writeback', '--aio=threads', '--discard=unmap', '-e', '8', '-t', '-k', socket, image]);
+  await waitForSocket(socket);
+  return { server, uri: `nbd+unix:///?socket=${socket}` };
+}
+
+async function runFio(root: string, job: Job, serverName: string, uri: string, sizeBytes: number, runtimeSeconds: number): Promise<Result> {
+  const jobFile = join(root, `${job.name}-${serverName}.fio`);
+  writeFileSync(jobFile, [
+    '[global]', 'ioengine=nbd', `uri=${uri}`, `size=${sizeBytes}`, 'time_based=1', `runtime=${runtimeSeconds}`, 'ramp_time=1',
+    'group_reporting=1', `numjobs=${job.connections}`, 'randrepeat=0',
+    `[${job.name}]`, `rw=${job.rw}`, `bs=${job.bs}`, `iodepth=${job.iodepth}`, ...(job.fsync ? ['fsync=1'] : []), '',
+  ].join('\n'));
+  const { code, stdout, stderr } = await run('fio', ['--output-format=json', jobFile], { timeoutMs: (runtimeSeconds + 60) * 1000 });
+  if (code !== 0) throw new Error(`fio ${job.name} against ${serverName} failed (${code}): ${stderr.slice(-2000)}`);
+  const json = JSON.parse(stdout.slice(stdout.indexOf('{'))) as { jobs: Array<Record<string, { iops: number; bw_bytes: number; clat_ns: { percentile?: Record<string, number> } }>> };
+  const stats = json.jobs[0]?.[job.rw.includes('read') ? 'read' : 'write'];
+  if (!stats) throw new Error(`fio output for ${job.name} has no stats`);
+  const percentile = stats.clat_ns.percentile ?? {};
+  return {
+    job: job.name, server: serverName, iops: stats.iops, mbps: stats.bw_bytes / 1e6,
+    p50us: (percentile['50.000000'] ?? 0) / 1000, p99us: (percentile['99.000000'] ?? 0) / 1000,
+  };
+}
+
+function formatResults(jobs: readonly Job[], results: readonly Result[]): string {
+  const servers = [...new Set(results.map((r) => r.server))];
+  const header = ['job', ...servers.flatMap((s) => [`${s} IOPS`, `${s} MB/s`, `${s} p50/p99 us`]), 'cairn/nbdkit'];
+  const rows = jobs.map((job) => {
+    const cells = [job.name];
+    for (const server of servers) {
+      const r = results.find((x) => x.job === job.name && x.server === server);
+      cells.push(r ? r.iops.toFixed(0) : '-', r ? r.mbps.toFixed(1) : '-', r ? `${r.p50us.toFixed(0)}/${r.p99us.toFixed(0)}` : '-');
+    }
+    const cairn = results.find((x) => x.job === job.name && x.server === 'cairn');
+    const nbdkit = results.find((x) => x.job === job.name && x.server === 'nbdkit');
+    cells.push(cairn && nbdkit && nbdkit.iops > 0 ? (cairn.iops / nbdkit.iops).toFixed(2) : '-');
+    return cells;
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string => '| ' + cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ') + ' |';
+  return [line(header), '|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|', ...rows.map(line)].join('\n');
+}

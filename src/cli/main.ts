@@ -1,0 +1,152 @@
+/**
+ * The `cairn` command line. Talks only to the control API (src/api/client): never to the store
+ * or the metadata log directly. Human-readable tables by default, `--json` for scripts. Every
+ * failure prints one line "cairn: <what went wrong and what to do>" and exits non-zero: 1 for an
+ * error reported by the daemon, 2 for bad usage, 3 when the daemon cannot be reached.
+ */
+import { existsSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { ApiClient, ApiError } from '../api/client';
+import type { StatusView, VolumeView } from '../api/types';
+import { ApiEndpoint, defaultApiSocketCandidates, parseApiEndpoint } from '../config/config';
+import { CairnError } from '../errors/cairn-error';
+import { formatBytes, parseBytes } from '../util/units';
+import { formatTable } from './table';
+
+export interface CliIo {
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+const exitUsage = 2;
+const exitUnavailable = 3;
+
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  const program = new Command('cairn')
+    .description('Manage Cairn volumes through the cairnd control API')
+    .addOption(new Option('--api <endpoint>', 'daemon API: unix:PATH or http://HOST:PORT (default: $CAIRN_API, then /run/cairn/api.sock, then the embedded node\'s socket)'))
+    .addOption(new Option('--token <token>', 'API token for an http:// endpoint (default: $CAIRN_API_TOKEN)'))
+    .option('--json', 'print machine-readable JSON')
+    .exitOverride()
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
+    .showHelpAfterError(false);
+
+  const client = (): ApiClient => {
+    const options = program.opts<{ api?: string; token?: string }>();
+    return new ApiClient({ endpoint: resolveEndpoint(options.api, io.env), token: options.token ?? io.env['CAIRN_API_TOKEN'] ?? null });
+  };
+  const json = (): boolean => program.opts<{ json?: boolean }>().json === true;
+  const print = (value: unknown, human: () => string): void => io.stdout((json() ? JSON.stringify(value, null, 2) : human()) + '\n');
+
+  program.command('status').description('show the node, its pool and its listeners').action(async () => {
+    const status = await client().status();
+    print(status, () => formatStatus(status));
+  });
+
+  const volume = program.command('volume').description('create, list, inspect, resize and delete volumes');
+  volume.command('create <name>').description('create a thin volume')
+    .requiredOption('--size <size>', 'size, e.g. 10GiB, 512MiB (binary units)')
+    .option('--profile <profile>', 'profile that sets replicas and extent size', undefined)
+    .option('--read-only', 'create the volume read-only')
+    .action(async (name: string, options: { size: string; profile?: string; readOnly?: boolean }) => {
+      const sizeBytes = parseSize(options.size);
+      const created = await client().createVolume({
+        name, sizeBytes, ...(options.profile === undefined ? {} : { profile: options.profile }), ...(options.readOnly ? { readOnly: true } : {}),
+      });
+      print(created, () => `volume '${created.name}' ready: ${formatBytes(created.sizeBytes)}, ${created.replicas} replica(s)\n${created.nbdUris.map((uri) => `  ${uri}`).join('\n')}`);
+    });
+  volume.command('list').alias('ls').description('list volumes').action(async () => {
+    const volumes = await client().listVolumes();
+    print(volumes, () => volumes.length === 0 ? 'no volumes (create one with: cairn volume create NAME --size 10GiB)' : formatVolumes(volumes));
+  });
+  volume.command('inspect <name>').description('show one volume in detail').action(async (name: string) => {
+    const found = await client().getVolume(name);
+    print(found, () => formatVolume(found));
+  });
+  volume.command('resize <name>').description('grow a volume (volumes never shrink)')
+    .requiredOption('--size <size>', 'new size, e.g. 20GiB')
+    .action(async (name: string, options: { size: string }) => {
+      const resized = await client().resizeVolume(name, parseSize(options.size));
+      print(resized, () => `volume '${resized.name}' is now ${formatBytes(resized.sizeBytes)}`);
+    });
+  volume.command('delete <name>').alias('rm').description('delete a volume and free its space').action(async (name: string) => {
+    await client().deleteVolume(name);
+    print({ deleted: name }, () => `volume '${name}' deleted`);
+  });
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return 0;
+      return error.exitCode === 0 ? 0 : exitUsage;
+    }
+    if (error instanceof UsageError) {
+      io.stderr(`cairn: ${error.message}\n`);
+      return exitUsage;
+    }
+    if (error instanceof ApiError) {
+      io.stderr(`cairn: ${error.message}\n`);
+      return error.code === 'CAIRN_UNAVAILABLE' ? exitUnavailable : 1;
+    }
+    if (error instanceof CairnError) {
+      io.stderr(`cairn: ${error.message}\n`);
+      return exitUsage;
+    }
+    io.stderr(`cairn: unexpected error: ${(error as Error).stack ?? String(error)}\n`);
+    return 1;
+  }
+}
+
+class UsageError extends Error {}
+
+function parseSize(text: string): number {
+  const bytes = parseBytes(text);
+  if (bytes === undefined || bytes <= 0) throw new UsageError(`'${text}' is not a size; use a number with a binary unit, e.g. 10GiB or 512MiB`);
+  return bytes;
+}
+
+export function resolveEndpoint(flag: string | undefined, env: NodeJS.ProcessEnv): ApiEndpoint {
+  const given = flag ?? env['CAIRN_API'];
+  if (given !== undefined && given !== '') {
+    try {
+      return parseApiEndpoint('--api', given);
+    } catch (error) {
+      throw new UsageError((error as Error).message.replace(/^config: /, ''));
+    }
+  }
+  const candidates = defaultApiSocketCandidates();
+  const found = candidates.find((path) => existsSync(path)) ?? candidates[0] ?? '/run/cairn/api.sock';
+  return { kind: 'unix', path: found };
+}
+
+function formatVolumes(volumes: readonly VolumeView[]): string {
+  return formatTable(
+    ['NAME', 'SIZE', 'ALLOCATED', 'REPLICAS', 'PROFILE', 'STATE', 'CONNECTIONS'],
+    volumes.map((v) => [v.name, formatBytes(v.sizeBytes), formatBytes(v.allocatedBytes), String(v.replicas), v.profile, v.state + (v.readOnly ? ' (ro)' : ''), String(v.connections)]),
+    new Set([1, 2, 3, 6]),
+  );
+}
+
+function formatVolume(v: VolumeView): string {
+  const rows: Array<[string, string]> = [
+    ['name', v.name], ['id', v.id], ['size', `${formatBytes(v.sizeBytes)} (${v.sizeBytes} bytes)`],
+    ['allocated', formatBytes(v.allocatedBytes)], ['extent size', formatBytes(v.extentBytes)],
+    ['replicas', String(v.replicas)], ['profile', v.profile], ['state', v.state], ['read-only', v.readOnly ? 'yes' : 'no'],
+    ['created', v.createdAt], ['connections', String(v.connections)],
+    ...v.nbdUris.map((uri, i): [string, string] => [i === 0 ? 'nbd' : '', uri]),
+  ];
+  return rows.map(([key, value]) => `${key.padEnd(12)} ${value}`).join('\n');
+}
+
+function formatStatus(s: StatusView): string {
+  return [
+    `node         ${s.nodeName} (cairn ${s.version}, up ${s.uptimeSeconds}s)`,
+    `metadata     ${s.metadata.mode}, applied index ${s.metadata.appliedIndex}`,
+    `volumes      ${s.volumes} (${formatBytes(s.provisionedBytes)} provisioned, ${formatBytes(s.allocatedBytes)} allocated)`,
+    `pool         ${formatBytes(s.capacityBytes)} capacity, ${formatBytes(s.freeBytes)} free`,
+    `nbd          ${[...s.nbd.tcp, ...(s.nbd.socket ? [`unix:${s.nbd.socket}`] : [])].join(', ') || 'no listeners'}; ${s.nbd.connections} connection(s)`,
+  ].join('\n');
+}

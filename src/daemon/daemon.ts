@@ -1,0 +1,175 @@
+/**
+ * Daemon: the composition root. Builds every component from the config, starts them in order and
+ * stops them in reverse:
+ *
+ *   start: data dir → metadata (LevelDB; its LOCK refuses a second daemon) → node + drive
+ *          registration → extent stores → orphan sweep → demo volume → NBD listeners → API
+ *   stop:  API → NBD server (drain in-flight, then close) → flush every open volume →
+ *          extent stores → metadata log → LevelDB
+ *
+ * Only this module wires real I/O implementations together.
+ */
+import { mkdirSync, rmSync, statfsSync, writeFileSync, readFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { ApiServer } from '../api/server';
+import type { DaemonConfig } from '../config/config';
+import { SingleNodeLog } from '../control/single-node-log';
+import { CairnError } from '../errors/cairn-error';
+import { ExtentStore } from '../extent/extent-store';
+import type { CommandBody, VolumeRecord } from '../meta/types';
+import { outcomeOf } from '../meta/results';
+import { NbdServer } from '../nbd/server';
+import type { Logger } from '../observe/logger';
+import { LevelKvStore } from '../store/level-kv-store';
+import { assert } from '../util/assert';
+import { DaemonControlService } from './control-service';
+import { driveIdPath, extentVolumeId, loadOrCreateId, nodeIdPath } from './identity';
+import { VolumeRegistry } from './volume-registry';
+
+type DaemonStatus = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+export const version: string = (() => {
+  try {
+    return (JSON.parse(readFileSync(join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+})();
+
+export class Daemon {
+  private status: DaemonStatus = 'new';
+  private kv: LevelKvStore | undefined;
+  private meta: SingleNodeLog | undefined;
+  private readonly stores = new Map<string, ExtentStore>();
+  private registry: VolumeRegistry | undefined;
+  private nbd: NbdServer | undefined;
+  private api: ApiServer | undefined;
+  private service: DaemonControlService | undefined;
+  private readonly tcpAddresses: string[] = [];
+  private pidFile: string | undefined;
+  private nodeId = '';
+
+  constructor(private readonly config: DaemonConfig, private readonly logger: Logger) {}
+
+  nbdTcpAddresses(): readonly string[] {
+    return this.tcpAddresses;
+  }
+
+  async start(): Promise<void> {
+    assert(this.status === 'new', `start from status ${this.status}`);
+    this.status = 'starting';
+    const config = this.config;
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+
+    this.kv = await LevelKvStore.open(join(config.dataDir, 'meta'));
+    this.pidFile = join(config.dataDir, 'cairnd.pid');
+    writeFileSync(this.pidFile, `${process.pid}\n`);
+    this.meta = await SingleNodeLog.open(this.kv);
+    const meta = this.meta;
+
+    this.nodeId = loadOrCreateId(nodeIdPath(config.dataDir), 'node').id;
+    if (!meta.map.getNode(this.nodeId)) {
+      await this.propose({ kind: 'registerNode', nodeId: this.nodeId, name: config.nodeName, addresses: [], labels: [], failureDomain: '' });
+    }
+    for (const drive of config.drives) {
+      mkdirSync(drive, { recursive: true, mode: 0o700 });
+      const driveId = loadOrCreateId(driveIdPath(drive), 'drive').id;
+      if (!meta.map.getDrive(driveId)) {
+        const stats = statfsSync(drive);
+        await this.propose({ kind: 'addDrive', driveId, nodeId: this.nodeId, path: drive, capacityBytes: stats.blocks * stats.bsize });
+      }
+      this.stores.set(driveId, await ExtentStore.open({ drivePath: drive, onWarning: (message) => this.logger.warn(message) }));
+    }
+    await this.removeOrphanVolumes();
+
+    this.registry = new VolumeRegistry(meta, (volume) => this.storeFor(volume), this.logger.child('volume'), () => this.defaultExport());
+    this.nbd = new NbdServer({ resolver: this.registry, logger: this.logger.child('nbd') });
+    this.service = new DaemonControlService({
+      meta, registry: this.registry, stores: this.stores, nodeId: this.nodeId, nodeName: config.nodeName, version,
+      startedAtMs: Date.now(), nbdTcp: () => this.tcpAddresses, nbdSocket: config.nbd.socket, logger: this.logger.child('api'),
+    });
+    if (config.demoVolume) {
+      const existing = meta.map.getVolume(config.demoVolume.name);
+      if (!existing) await this.service.createVolume({ name: config.demoVolume.name, sizeBytes: config.demoVolume.sizeBytes });
+    }
+
+    for (const listen of config.nbd.listen) {
+      const address = await this.nbd.listenTcp(listen.host, listen.port);
+      this.tcpAddresses.push(address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`);
+    }
+    if (config.nbd.socket !== null) {
+      mkdirSync(join(config.nbd.socket, '..'), { recursive: true });
+      rmSync(config.nbd.socket, { force: true });
+      await this.nbd.listenUnix(config.nbd.socket);
+    }
+    this.api = new ApiServer(this.service, { token: config.api.token, logger: this.logger.child('api') });
+    await this.api.listen(config.api.endpoint);
+    this.status = 'running';
+    this.logger.info('cairnd started', {
+      node: config.nodeName, nodeId: this.nodeId, dataDir: config.dataDir, nbd: [...this.tcpAddresses, ...(config.nbd.socket ? [config.nbd.socket] : [])],
+      api: config.api.endpoint.kind === 'unix' ? config.api.endpoint.path : `${config.api.endpoint.host}:${config.api.endpoint.port}`,
+      volumes: meta.map.listVolumes().length,
+    });
+  }
+
+  /** Stops everything that started, in reverse order; safe to call after a failed start. */
+  async stop(): Promise<void> {
+    if (this.status === 'stopped' || this.status === 'stopping') return;
+    this.status = 'stopping';
+    this.service?.emit({ type: 'daemon.stopping' });
+    const errors: unknown[] = [];
+    const attempt = async (what: string, step: () => Promise<void>): Promise<void> => {
+      try {
+        await step();
+      } catch (error) {
+        this.logger.error(`stop: ${what} failed`, { error });
+        errors.push(error);
+      }
+    };
+    if (this.api) await attempt('api', () => this.api!.close());
+    if (this.nbd) await attempt('nbd', () => this.nbd!.close());
+    if (this.config.nbd.socket !== null && this.nbd) rmSync(this.config.nbd.socket, { force: true });
+    if (this.registry) await attempt('flush volumes', () => this.registry!.close());
+    for (const store of this.stores.values()) await attempt('extent store', () => store.close());
+    if (this.meta) await attempt('metadata log', () => this.meta!.close());
+    if (this.kv) await attempt('database', () => this.kv!.close());
+    if (this.pidFile && this.kv) rmSync(this.pidFile, { force: true });
+    this.status = 'stopped';
+    if (errors.length > 0) throw errors[0];
+  }
+
+  private storeFor(volume: VolumeRecord): ExtentStore {
+    // Single node: every replica of every extent is on one of this node's drives. A volume's
+    // extents live on the drive that holds its first extent (placement on one node with several
+    // drives is per volume until the replicated data path routes per extent).
+    const placement = this.meta!.map.extentPlacement(volume.id, 0);
+    const driveId = placement?.replicas.find((replica) => replica.nodeId === this.nodeId)?.driveId;
+    const store = driveId === undefined ? undefined : this.stores.get(driveId);
+    if (!store) throw new CairnError('CAIRN_UNAVAILABLE', `volume '${volume.name}' has no replica on this node's drives`);
+    return store;
+  }
+
+  private defaultExport(): string {
+    const demo = this.config.demoVolume?.name;
+    if (demo !== undefined && this.meta!.map.getVolume(demo)) return demo;
+    const volumes = this.meta!.map.listVolumes();
+    return volumes.length === 1 && volumes[0] ? volumes[0].name : '';
+  }
+
+  /** Deletes extent directories of volumes the map no longer has (a crash during delete). */
+  private async removeOrphanVolumes(): Promise<void> {
+    const known = new Set(this.meta!.map.listVolumes().map((volume) => extentVolumeId(volume.id)));
+    for (const store of this.stores.values()) {
+      for (const volumeId of await store.listVolumes()) {
+        if (known.has(volumeId)) continue;
+        this.logger.warn('removing extents of a deleted volume', { volumeId, drive: store.drivePath });
+        await store.deleteVolume(volumeId);
+      }
+    }
+  }
+
+  private async propose(body: CommandBody): Promise<void> {
+    outcomeOf(await this.meta!.propose({ timestampMs: Date.now(), requestId: randomUUID(), body }));
+  }
+}
