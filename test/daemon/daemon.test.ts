@@ -1,0 +1,105 @@
+// Goal: the daemon's lifecycle behaves as an operator expects: a second daemon on the same data
+// directory is refused with a clear error, SIGTERM drains and exits 0, bad flags and config exit 2
+// with a message naming the problem, --check-config validates without starting, and the embedded
+// mode creates the demo volume and prints how to reach it. Method: real cairnd processes.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { cairndPath, startDaemon, TestDaemon } from '../helpers/daemon';
+import { mustRun, runTool } from '../helpers/tools';
+
+function runCairnd(args: string[], env: NodeJS.ProcessEnv = process.env) {
+  return runTool(process.execPath, [cairndPath, ...args], { env, timeoutMs: 30_000 });
+}
+
+t.test('a second daemon on the same data directory is refused and the first keeps serving', async (t) => {
+  const first = await startDaemon(t);
+  const second = await runCairnd(['--data-dir', first.dataDir, '--nbd-listen', 'none', '--nbd-socket', join(first.root, 'other.sock'), '--api', `unix:${join(first.root, 'other-api.sock')}`]);
+  t.equal(second.code, 1);
+  t.match(second.stderr, /locked by another process.*another cairnd running on this data directory/);
+  t.equal((await first.api.status()).nodeName, 'test', 'the first daemon still answers');
+});
+
+t.test('SIGTERM lets an in-flight client finish, then exits 0', async (t) => {
+  const daemon = await startDaemon(t);
+  await daemon.api.createVolume({ name: 'busy', sizeBytes: 64 * 1024 * 1024 });
+  const writer = spawn('/usr/bin/python3', ['-c', `
+import nbd, sys
+h = nbd.NBD()
+h.connect_uri(${JSON.stringify(daemon.uri('busy'))})
+buf = b"\\x3c" * 1048576
+n = 0
+try:
+    while True:
+        h.pwrite(buf, (n % 64) * 1048576)
+        n += 1
+        if n == 8:
+            print("writing", flush=True)
+except nbd.Error as e:
+    print("stopped after", n, "errno", e.errnum, flush=True)
+`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const writerExited = new Promise<void>((resolve) => writer.once('exit', () => resolve()));
+  let output = '';
+  writer.stdout.on('data', (chunk: Buffer) => { output += chunk.toString(); });
+  while (!output.includes('writing')) await sleep(20);
+  t.equal(await daemon.stop(), 0, 'exit code 0');
+  await writerExited;
+  t.match(output, /stopped after \d+/, 'the client saw the connection end, not a hang');
+  t.match(daemon.log, /stopping signal=SIGTERM/);
+  t.match(daemon.log, /INFO \[cairnd\] stopped/);
+});
+
+t.test('bad flags and bad config exit 2 with a message naming the problem', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cairn-config-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const open = await runCairnd(['--data-dir', dir, '--nbd-listen', '0.0.0.0:10809']);
+  t.equal(open.code, 2);
+  t.match(open.stderr, /not a loopback address; NBD without TLS is served on loopback only/);
+  const badJson = join(dir, 'bad.json');
+  writeFileSync(badJson, '{ "dataDir": ');
+  const parse = await runCairnd(['--config', badJson]);
+  t.equal(parse.code, 2);
+  t.match(parse.stderr, /is not valid JSON/);
+  const unknown = join(dir, 'unknown.json');
+  writeFileSync(unknown, JSON.stringify({ dataDir: dir, drivez: [] }));
+  const typo = await runCairnd(['--config', unknown]);
+  t.equal(typo.code, 2);
+  t.match(typo.stderr, /drivez: unknown setting/);
+  const missing = await runCairnd(['--config', join(dir, 'nope.json')]);
+  t.equal(missing.code, 2);
+  t.match(missing.stderr, /cannot read/);
+  const flag = await runCairnd(['--no-such-flag']);
+  t.equal(flag.code, 2);
+});
+
+t.test('--check-config validates the shipped config without starting anything', async (t) => {
+  const result = await runCairnd(['--config', join(__dirname, '..', '..', 'config', 'cairnd.json'), '--check-config']);
+  t.equal(result.code, 0, result.stderr);
+  t.match(result.stdout, /configuration is valid/);
+  t.match(result.stdout, /"dataDir": "\/var\/lib\/cairn"/);
+});
+
+t.test('embedded mode keeps data under the state dir and serves a 1 GiB demo volume', async (t) => {
+  const state = mkdtempSync(join(tmpdir(), 'cairn-state-'));
+  const daemon = new TestDaemon({ root: state, extraArgs: ['--embedded'] });
+  t.teardown(async () => {
+    await daemon.kill();
+    rmSync(state, { recursive: true, force: true });
+  });
+  // The embedded defaults are overridden only where the harness must avoid fixed ports.
+  await daemon.start();
+  const demo = await daemon.api.getVolume('demo');
+  t.equal(demo.sizeBytes, 1024 ** 3);
+  t.match(daemon.log, /Volume 'demo' \(1 GiB\) is served over NBD/);
+  t.match(daemon.log, /nbdinfo nbd\+unix:\/\/\/demo\?socket=/);
+  t.match(daemon.log, /qemu-img info/);
+  const info = await mustRun('nbdinfo', ['--size', daemon.uri('demo')]);
+  t.equal(info.stdout.trim(), String(1024 ** 3));
+  const defaultExport = await mustRun('nbdinfo', ['--size', daemon.uri('')]);
+  t.equal(defaultExport.stdout.trim(), String(1024 ** 3), 'the empty export name serves the demo volume');
+  await daemon.restart();
+  t.equal((await daemon.api.listVolumes()).length, 1, 'a restart does not create a second demo volume');
+});
