@@ -83,7 +83,7 @@ export class Daemon {
     }
     await this.removeOrphanVolumes();
 
-    this.registry = new VolumeRegistry(meta, (volume) => this.storeFor(volume), this.logger.child('volume'), () => this.defaultExport());
+    this.registry = new VolumeRegistry(meta, (volume) => this.placementOf(volume), this.logger.child('volume'), () => this.defaultExport());
     this.nbd = new NbdServer({ resolver: this.registry, logger: this.logger.child('nbd') });
     this.service = new DaemonControlService({
       meta, registry: this.registry, stores: this.stores, nodeId: this.nodeId, nodeName: config.nodeName, version,
@@ -139,15 +139,35 @@ export class Daemon {
     if (errors.length > 0) throw errors[0];
   }
 
-  private storeFor(volume: VolumeRecord): ExtentStore {
-    // Single node: every replica of every extent is on one of this node's drives. A volume's
-    // extents live on the drive that holds its first extent (placement on one node with several
-    // drives is per volume until the replicated data path routes per extent).
-    const placement = this.meta!.map.extentPlacement(volume.id, 0);
-    const driveId = placement?.replicas.find((replica) => replica.nodeId === this.nodeId)?.driveId;
-    const store = driveId === undefined ? undefined : this.stores.get(driveId);
-    if (!store) throw new CairnError('CAIRN_UNAVAILABLE', `volume '${volume.name}' has no replica on this node's drives`);
-    return store;
+  /**
+   * The drives of this node that hold the volume's extents, and for each extent the position of
+   * its drive among them (from the map's placement: one node, so every replica is local).
+   */
+  private placementOf(volume: VolumeRecord): { stores: ExtentStore[]; route: Uint16Array } {
+    const extents = this.meta!.map.listExtents(volume.id);
+    const stores: ExtentStore[] = [];
+    const positions = new Map<string, number>();
+    const route = new Uint16Array(extents.length);
+    for (const extent of extents) {
+      const driveId = extent.replicas.find((replica) => replica.nodeId === this.nodeId)?.driveId;
+      const store = driveId === undefined ? undefined : this.stores.get(driveId);
+      if (driveId === undefined || !store) {
+        throw new CairnError('CAIRN_UNAVAILABLE', `extent ${extent.index} of volume '${volume.name}' has no replica on this node's configured drives; is a drive missing from the config?`);
+      }
+      let position = positions.get(driveId);
+      if (position === undefined) {
+        position = stores.length;
+        positions.set(driveId, position);
+        stores.push(store);
+      }
+      route[extent.index] = position;
+    }
+    if (stores.length === 0) {
+      const first = this.stores.values().next().value;
+      assert(first !== undefined, 'a node has at least one drive');
+      stores.push(first);
+    }
+    return { stores, route };
   }
 
   private defaultExport(): string {

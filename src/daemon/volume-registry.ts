@@ -23,6 +23,8 @@ interface OpenVolume {
   readonly volumeId: string;
   readonly device: VolumeDevice;
   handles: number;
+  /** The route table the device reads (replaced in place when the volume grows). */
+  placement: { stores: ExtentStore[]; route: Uint16Array };
 }
 
 export class VolumeRegistry implements ExportResolver {
@@ -32,7 +34,8 @@ export class VolumeRegistry implements ExportResolver {
 
   constructor(
     private readonly meta: MetaLog,
-    private readonly storeFor: (volume: VolumeRecord) => ExtentStore,
+    /** The drives of this node holding the volume's extents, and which of them holds each extent. */
+    private readonly placementOf: (volume: VolumeRecord) => { stores: ExtentStore[]; route: Uint16Array },
     private readonly logger: Logger,
     /** Export served for the empty name ('' = none). */
     private readonly defaultExport: () => string,
@@ -87,7 +90,19 @@ export class VolumeRegistry implements ExportResolver {
 
   /** Applies a new size to an open device; devices opened later read the size from the map. */
   resized(volume: VolumeRecord): void {
-    this.open_.get(volume.id)?.device.volume.resize(volume.sizeBytes);
+    const entry = this.open_.get(volume.id);
+    if (!entry) return;
+    const placement = this.placementOf(volume);
+    const sameDrives = placement.stores.length === entry.placement.stores.length &&
+      placement.stores.every((store, i) => store === entry.placement.stores[i]);
+    if (!sameDrives) {
+      // New extents landed on a drive the open device does not have: reopen on next use.
+      if (entry.handles === 0) this.open_.delete(volume.id);
+      else this.logger.warn('grown volume uses a new drive; it applies after its clients reconnect', { volumeId: volume.id });
+      return;
+    }
+    entry.placement.route = placement.route;
+    entry.device.resize(volume.sizeBytes);
   }
 
   /** Flushes every open device: what SIGTERM does after the NBD server drained. */
@@ -109,9 +124,13 @@ export class VolumeRegistry implements ExportResolver {
     }
     let pending = this.opening.get(volume.id);
     if (!pending) {
-      pending = VolumeDevice.open({ store: this.storeFor(volume), volumeId: extentVolumeId(volume.id), sizeBytes: volume.sizeBytes, extentBytes: volume.extentBytes })
+      const placement = this.placementOf(volume);
+      pending = VolumeDevice.openPlaced({
+        stores: placement.stores, volumeId: extentVolumeId(volume.id), sizeBytes: volume.sizeBytes, extentBytes: volume.extentBytes,
+        routeExtent: (index) => this.open_.get(volume.id)?.placement.route[index] ?? placement.route[index] ?? 0,
+      })
         .then((device) => {
-          const entry: OpenVolume = { volumeId: volume.id, device, handles: 0 };
+          const entry: OpenVolume = { volumeId: volume.id, device, handles: 0, placement };
           this.open_.set(volume.id, entry);
           this.logger.debug('volume opened', { volume: volume.name });
           return entry;

@@ -103,3 +103,30 @@ t.test('embedded mode keeps data under the state dir and serves a 1 GiB demo vol
   await daemon.restart();
   t.equal((await daemon.api.listVolumes()).length, 1, 'a restart does not create a second demo volume');
 });
+
+t.test('a node with two drives spreads extents over both and reads every byte back after a restart', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'cairn-drives-'));
+  const driveA = join(root, 'drive-a');
+  const driveB = join(root, 'drive-b');
+  const daemon = new TestDaemon({ root, extraArgs: ['--drive', driveA, '--drive', driveB] });
+  t.teardown(async () => {
+    await daemon.kill();
+    rmSync(root, { recursive: true, force: true });
+  });
+  await daemon.start();
+  await daemon.api.createVolume({ name: 'spread', sizeBytes: 1024 * 1024 * 1024 });
+  const writes = Array.from({ length: 16 }, (_, i) => ['-c', `write -P ${i + 1} ${i * 64}M 1M`]).flat();
+  await mustRun('qemu-io', ['-f', 'raw', ...writes, '-c', 'flush', daemon.uri('spread')]);
+  const { readdirSync } = await import('node:fs');
+  const filesOn = (drive: string): string[] => readdirSync(join(drive, 'volumes')).flatMap((volume) =>
+    readdirSync(join(drive, 'volumes', volume)).filter((name) => name.endsWith('.extent')));
+  const onA = filesOn(driveA).length;
+  const onB = filesOn(driveB).length;
+  t.equal(onA + onB, 16, 'one extent file per written extent');
+  t.ok(onA > 0 && onB > 0, `both drives hold extents (${onA} + ${onB})`);
+  await daemon.restart();
+  const reads = Array.from({ length: 16 }, (_, i) => ['-c', `read -P ${i + 1} ${i * 64}M 1M`]).flat();
+  const result = await mustRun('qemu-io', ['-f', 'raw', ...reads, daemon.uri('spread')]);
+  t.notMatch(result.stdout, /Pattern verification failed/);
+  t.equal((result.stdout.match(/^read /gm) ?? []).length, 16);
+});

@@ -1,0 +1,485 @@
+/**
+ * ExtentStore: the local extent store on one drive (a directory). A volume's extent i lives in
+ * the sparse file `<drive>/volumes/<volumeId>/<i>.extent`, created on first write; a missing
+ * file reads as zeroes. See extent-layout.ts for the arithmetic and stored-volume.ts for the
+ * per-volume I/O and durability contract.
+ *
+ * Owns: the drive's directory tree, the probe of what its filesystem supports, the bounded LRU
+ * cache of open extent descriptors shared by all volumes of the drive, and the open volumes.
+ *
+ * Invariants:
+ * - At most `openFilesMax` descriptors are cached, except while every cached one has I/O in
+ *   flight (then the overshoot is bounded by the I/O in flight). An fd with I/O in flight is
+ *   never closed; a dirty fd is fdatasync'ed before it is closed (so no write error is lost).
+ * - Every directory this store creates is fsync'ed into its parent before the call that made it
+ *   returns; extent files are made durable in their directory by flush / fua (stored-volume.ts).
+ * - Each volume directory records its extent size (layout.json); opening it with another size
+ *   is refused, so bytes are never read from the wrong place.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { CairnError } from '../errors/cairn-error';
+import { extentOpenFilesMax } from '../limits';
+import { assert } from '../util/assert';
+import { MiB } from '../util/units';
+import { fallocateModes, FallocateModes, loadNativeBinding, NativeBinding } from '../native/binding';
+import { extentError, isUnsupportedError } from './extent-errors';
+import {
+  checkLayout, checkVolumeId, extentFileName, layoutFileName, parseExtentFileName, VolumeLayout,
+  volumesDirectoryName,
+} from './extent-layout';
+import { OpenExtentList } from './open-extent-list';
+import { allocatedBytesOf, listExtentFiles, StoredVolume } from './stored-volume';
+import type { DriveFeatures, OpenExtent, SyncFunction, VolumeServices } from './extent-types';
+
+export type { DriveFeatures, SyncFunction, SyncTarget } from './extent-types';
+export { StoredVolume } from './stored-volume';
+
+const openFile = promisify(fs.open);
+const closeFile = promisify(fs.close);
+const makeDirectory = promisify(fs.mkdir);
+const statPath = promisify(fs.stat);
+const readTextFile = promisify(fs.readFile);
+const writeTextFile = promisify(fs.writeFile);
+const renamePath = promisify(fs.rename);
+const removePath = promisify(fs.rm);
+const readDirectory = promisify(fs.readdir);
+const fsyncFile = promisify(fs.fsync);
+
+/** Default largest request served on the main thread (see stored-volume.ts, "Engines"). */
+export const inlineIoBytesMaxDefault = 128 * 1024;
+const zeroBufferBytes = 1 * MiB;
+const probeFileName = '.cairn-feature-probe';
+
+export interface ExtentStoreOptions {
+  /** The drive: an existing directory. */
+  readonly drivePath: string;
+  /** Cached open extent descriptors (default limits.extentOpenFilesMax). */
+  readonly openFilesMax?: number;
+  /** Largest request tried on the main thread; larger ones always use the thread pool. */
+  readonly inlineIoBytesMax?: number;
+  /** The addon (default: the real one); tests pass a spy or a double. */
+  readonly native?: NativeBinding;
+  /** How files are made durable (default: native.syncMany); tests observe it. */
+  readonly sync?: SyncFunction;
+  /** Called once per degraded feature (default: process.emitWarning). */
+  readonly onWarning?: (message: string) => void;
+}
+
+export class ExtentStore {
+  readonly drivePath: string;
+  readonly volumesPath: string;
+  readonly openFilesMax: number;
+  private readonly features: DriveFeatures;
+  private readonly services: VolumeServices;
+  private readonly openList = new OpenExtentList<OpenExtent>();
+  private readonly volumes = new Map<string, StoredVolume>();
+  private readonly volumesOpening = new Map<string, Promise<StoredVolume>>();
+  private closed = false;
+  private readonly warn: (message: string) => void;
+
+  private constructor(options: ExtentStoreOptions, native: NativeBinding, features: DriveFeatures) {
+    this.drivePath = options.drivePath;
+    this.volumesPath = path.join(options.drivePath, volumesDirectoryName);
+    this.openFilesMax = options.openFilesMax ?? extentOpenFilesMax;
+    this.features = features;
+    const modes: FallocateModes = fallocateModes(native.constants);
+    const sync: SyncFunction = options.sync ??
+      ((data, metadata) => native.syncMany(data.map((target) => target.fd), metadata.map((target) => target.fd)));
+    const warn = options.onWarning ?? ((message: string) => process.emitWarning(message, { code: 'CAIRN_EXTENT_STORE' }));
+    this.warn = warn;
+    let zeroes: Buffer | undefined;
+    this.services = {
+      native, modes, sync, features,
+      inlineIoBytesMax: options.inlineIoBytesMax ?? inlineIoBytesMaxDefault,
+      acquire: (volume, index, create) => this.acquire(volume, index, create),
+      lookup: (volume, index) => {
+        const entry = volume.openExtents.get(index);
+        if (entry !== undefined) this.openList.touch(entry);
+        return entry;
+      },
+      closeEntry: (entry) => this.closeEntry(entry),
+      disableFeature: (feature, message) => {
+        if (!features[feature]) return;
+        features[feature] = false;
+        warn(message);
+      },
+      zeroes: () => (zeroes ??= Buffer.alloc(zeroBufferBytes)),
+    };
+  }
+
+  /**
+   * Opens the store on an existing drive directory: creates `volumes/` if needed and probes
+   * what the filesystem supports (punch hole, zero range, non-blocking reads and writes).
+   */
+  static async open(options: ExtentStoreOptions): Promise<ExtentStore> {
+    const openFilesMax = options.openFilesMax ?? extentOpenFilesMax;
+    assert(Number.isSafeInteger(openFilesMax) && openFilesMax >= 1, 'openFilesMax is a positive integer');
+    const inline = options.inlineIoBytesMax ?? inlineIoBytesMaxDefault;
+    assert(Number.isSafeInteger(inline) && inline >= 0, 'inlineIoBytesMax is a non-negative integer');
+    let stats: fs.Stats;
+    try {
+      stats = await statPath(options.drivePath);
+    } catch (error) {
+      throw new CairnError('CAIRN_CONFIG', `drive ${options.drivePath} is not usable: ${(error as Error).message}`, { cause: error });
+    }
+    if (!stats.isDirectory()) throw new CairnError('CAIRN_CONFIG', `drive ${options.drivePath} is not a directory`);
+    const native = options.native ?? loadNativeBinding();
+    await ensureDirectory(path.join(options.drivePath, volumesDirectoryName));
+    const features = await probeFeatures(native, options.drivePath);
+    const store = new ExtentStore(options, native, features);
+    if (!features.punchHole) {
+      store.warn(`the filesystem of ${options.drivePath} does not support punching holes: TRIM and WRITE_ZEROES write zeroes and free no space; put the drive on ext4, xfs or btrfs`);
+    }
+    if (!features.zeroRange) {
+      store.warn(`the filesystem of ${options.drivePath} does not support FALLOC_FL_ZERO_RANGE: WRITE_ZEROES with NO_HOLE writes zeroes`);
+    }
+    return store;
+  }
+
+  /** What the drive's filesystem supports (a feature turns off if it later fails with EOPNOTSUPP). */
+  get driveFeatures(): Readonly<DriveFeatures> {
+    return this.features;
+  }
+
+  /** Descriptors currently cached. */
+  get openFileCount(): number {
+    return this.openList.size;
+  }
+
+  /**
+   * Opens a volume's extents on this drive, creating its directory on first use. Opening an
+   * open volume returns the same handle (growing it when `sizeBytes` is larger). A different
+   * extent size than the one recorded is refused (CAIRN_VOLUME_EXISTS).
+   */
+  async openVolume(layout: VolumeLayout): Promise<StoredVolume> {
+    checkLayout(layout);
+    this.checkOpen();
+    for (;;) {
+      const open = this.volumes.get(layout.volumeId);
+      if (open !== undefined) {
+        if (open.extentBytes !== layout.extentBytes) throw mismatch(layout, open.extentBytes);
+        if (layout.sizeBytes > open.sizeBytes) open.resize(layout.sizeBytes);
+        return open;
+      }
+      const pending = this.volumesOpening.get(layout.volumeId);
+      if (pending === undefined) break;
+      await pending.catch(() => undefined);
+    }
+    const opening = this.loadVolume(layout);
+    this.volumesOpening.set(layout.volumeId, opening);
+    try {
+      const volume = await opening;
+      this.volumes.set(layout.volumeId, volume);
+      return volume;
+    } finally {
+      this.volumesOpening.delete(layout.volumeId);
+    }
+  }
+
+  /** The open handle of a volume, if any. */
+  volume(volumeId: string): StoredVolume | undefined {
+    return this.volumes.get(volumeId);
+  }
+
+  /** Ids of every volume with a directory on this drive. */
+  async listVolumes(): Promise<string[]> {
+    try {
+      const names = await readDirectory(this.volumesPath);
+      return names.filter((name) => !name.startsWith('.')).sort();
+    } catch (error) {
+      throw extentError(error, 'list', this.volumesPath);
+    }
+  }
+
+  /** Bytes allocated on the drive for a volume (open or not): sum of st_blocks × 512. */
+  async allocatedBytes(volumeId: string): Promise<number> {
+    checkVolumeId(volumeId);
+    const open = this.volumes.get(volumeId);
+    if (open !== undefined) return open.allocatedBytes();
+    const directory = path.join(this.volumesPath, volumeId);
+    if (!await pathExists(directory)) return 0;
+    const indexes = await listExtentFiles(directory, parseExtentFileName);
+    return allocatedBytesOf(directory, [...indexes].map((index) => extentFileName(index)));
+  }
+
+  /** Flushes and closes one volume's handle; its files stay. */
+  async closeVolume(volumeId: string): Promise<void> {
+    const volume = this.volumes.get(volumeId);
+    if (volume === undefined) return;
+    try {
+      await volume.shutdown({ flush: true });
+    } finally {
+      this.volumes.delete(volumeId);
+    }
+  }
+
+  /**
+   * Deletes every extent of a volume on this drive (and its directory), durably. Calls in
+   * progress on an open handle finish first; later calls fail with CAIRN_CLOSED. Idempotent.
+   */
+  async deleteVolume(volumeId: string): Promise<void> {
+    checkVolumeId(volumeId);
+    this.checkOpen();
+    await this.volumesOpening.get(volumeId)?.catch(() => undefined);
+    const volume = this.volumes.get(volumeId);
+    if (volume !== undefined) {
+      try {
+        await volume.shutdown({ flush: false });
+      } finally {
+        this.volumes.delete(volumeId);
+      }
+    }
+    const directory = path.join(this.volumesPath, volumeId);
+    try {
+      await removePath(directory, { recursive: true, force: true });
+    } catch (error) {
+      throw extentError(error, 'delete', directory);
+    }
+    await syncDirectoryPath(this.volumesPath);
+  }
+
+  /** Flushes every open volume. */
+  async flush(): Promise<void> {
+    this.checkOpen();
+    await Promise.all([...this.volumes.values()].map((volume) => volume.flush()));
+  }
+
+  /** Flushes and closes every volume; the store is unusable afterwards. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const volumes = [...this.volumes.values()];
+    this.volumes.clear();
+    const results = await Promise.allSettled(volumes.map((volume) => volume.shutdown({ flush: true })));
+    for (const result of results) if (result.status === 'rejected') throw result.reason;
+    assert(this.openList.size === 0, 'every descriptor is closed with its volume');
+  }
+
+  // --- descriptor cache -----------------------------------------------------------------------
+
+  private async acquire(volume: StoredVolume, index: number, create: boolean): Promise<OpenExtent | undefined> {
+    for (;;) {
+      const cached = volume.openExtents.get(index);
+      if (cached !== undefined) {
+        this.openList.touch(cached);
+        cached.inflight++;
+        return cached;
+      }
+      if (!create && !volume.hasExtentFile(index)) return undefined;
+      const pending = volume.opening.get(index);
+      if (pending === undefined) break;
+      await pending.catch(() => undefined); // then look again: it may have failed or not created
+    }
+    const opening = this.openInto(volume, index, create);
+    volume.opening.set(index, opening);
+    try {
+      return await opening;
+    } finally {
+      volume.opening.delete(index);
+    }
+  }
+
+  private async openInto(volume: StoredVolume, index: number, create: boolean): Promise<OpenExtent | undefined> {
+    await this.makeRoom();
+    const entry = await volume.openFile(index, create);
+    if (entry === undefined) return undefined;
+    if (!volume.isOpen) {
+      // The volume started closing while its file opened; do not leak the descriptor.
+      await closeFile(entry.fd).catch(() => undefined);
+      throw new CairnError('CAIRN_CLOSED', `volume ${volume.volumeId} is closing`);
+    }
+    volume.openExtents.set(index, entry);
+    this.openList.append(entry);
+    entry.inflight++; // the caller's pin, taken before any other task can pick it for eviction
+    return entry;
+  }
+
+  /**
+   * Closes least recently used idle descriptors until one more fits. A dirty one is written back
+   * (fdatasync) first and closed only if nothing touched it meanwhile.
+   */
+  private async makeRoom(): Promise<void> {
+    while (this.openList.size >= this.openFilesMax) {
+      const victim = this.pickVictim();
+      if (victim === undefined) return; // everything is busy: overshoot by the I/O in flight
+      if (!victim.dirty) {
+        await this.closeEntry(victim);
+        continue;
+      }
+      victim.evicting = true;
+      try {
+        await victim.volume.writeback(victim);
+      } finally {
+        victim.evicting = false;
+      }
+      if (!victim.closed && victim.inflight === 0 && !victim.dirty) await this.closeEntry(victim);
+    }
+  }
+
+  private pickVictim(): OpenExtent | undefined {
+    for (const entry of this.openList.fromOldest()) {
+      if (entry.inflight === 0 && !entry.evicting && !(entry.dirty && entry.writebackFailed)) return entry;
+    }
+    return undefined;
+  }
+
+  private async closeEntry(entry: OpenExtent): Promise<void> {
+    if (entry.closed) return;
+    assert(entry.inflight === 0, 'never close a descriptor with I/O in flight');
+    entry.closed = true;
+    this.openList.remove(entry);
+    const removed = entry.volume.openExtents.delete(entry.index);
+    assert(removed, 'a cached entry is in its volume map');
+    try {
+      await closeFile(entry.fd);
+    } catch (error) {
+      // The descriptor is gone either way; data errors surface through fdatasync, never close.
+      this.warn(`closing ${entry.path} failed: ${(error as Error).message}`);
+    }
+  }
+
+  // --- volumes ------------------------------------------------------------------------------------
+
+  private async loadVolume(layout: VolumeLayout): Promise<StoredVolume> {
+    const directory = path.join(this.volumesPath, layout.volumeId);
+    await ensureDirectory(directory);
+    await ensureLayoutRecord(directory, layout);
+    const existing = await listExtentFiles(directory, parseExtentFileName);
+    let directoryFd: number;
+    try {
+      directoryFd = await openFile(directory, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+    } catch (error) {
+      throw extentError(error, 'open', directory);
+    }
+    return new StoredVolume(this.services, layout, directory, directoryFd, existing);
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new CairnError('CAIRN_CLOSED', `extent store on ${this.drivePath} is closed`);
+  }
+}
+
+async function pathExists(target: string): Promise<boolean> {
+  try {
+    await statPath(target);
+    return true;
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'ENOENT') return false;
+    throw extentError(error, 'stat', target);
+  }
+}
+
+function mismatch(layout: VolumeLayout, recordedExtentBytes: number): CairnError {
+  return new CairnError('CAIRN_VOLUME_EXISTS',
+    `volume ${layout.volumeId} is stored with extents of ${recordedExtentBytes} bytes, not ${layout.extentBytes}`);
+}
+
+/** fsync(2) of a directory, so entries created or removed in it survive a crash. */
+async function syncDirectoryPath(directory: string): Promise<void> {
+  let fd: number;
+  try {
+    fd = await openFile(directory, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  } catch (error) {
+    throw extentError(error, 'open', directory);
+  }
+  try {
+    await fsyncFile(fd);
+  } catch (error) {
+    throw extentError(error, 'fsync', directory);
+  } finally {
+    await closeFile(fd).catch(() => undefined);
+  }
+}
+
+/** Creates `directory` if missing and makes its entry durable in the parent. */
+async function ensureDirectory(directory: string): Promise<void> {
+  try {
+    await makeDirectory(directory, { mode: 0o700 });
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'EEXIST') return;
+    throw extentError(error, 'create', directory);
+  }
+  await syncDirectoryPath(path.dirname(directory));
+}
+
+/** Writes layout.json atomically on first use; afterwards checks the extent size against it. */
+async function ensureLayoutRecord(directory: string, layout: VolumeLayout): Promise<void> {
+  const recordPath = path.join(directory, layoutFileName);
+  let text: string | undefined;
+  try {
+    text = await readTextFile(recordPath, 'utf8');
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== 'ENOENT') throw extentError(error, 'read', recordPath);
+  }
+  if (text !== undefined) {
+    if (text.length > 4096) throw new CairnError('CAIRN_CORRUPT', `${recordPath} is too long to be a layout record`);
+    let recorded: unknown;
+    try {
+      recorded = (JSON.parse(text) as { extentBytes?: unknown }).extentBytes;
+    } catch (error) {
+      throw new CairnError('CAIRN_CORRUPT', `${recordPath} is not valid JSON`, { cause: error });
+    }
+    if (typeof recorded !== 'number') throw new CairnError('CAIRN_CORRUPT', `${recordPath} has no extentBytes`);
+    if (recorded !== layout.extentBytes) throw mismatch(layout, recorded);
+    return;
+  }
+  // Write a temporary file, make it durable, then rename it into place: a crash leaves either
+  // no record (written again on the next open) or a complete one, never a torn one.
+  const temporaryPath = `${recordPath}.tmp`;
+  try {
+    const fd = await openFile(temporaryPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o600);
+    try {
+      await writeTextFile(fd, `${JSON.stringify({ extentBytes: layout.extentBytes })}\n`);
+      await fsyncFile(fd);
+    } finally {
+      await closeFile(fd);
+    }
+    await renamePath(temporaryPath, recordPath);
+  } catch (error) {
+    throw extentError(error, 'write', recordPath);
+  }
+  await syncDirectoryPath(directory);
+}
+
+/**
+ * Tries each optional call once on a scratch file in the drive, so capabilities are known before
+ * the first request (and NBD can advertise fast zero honestly).
+ */
+async function probeFeatures(native: NativeBinding, drivePath: string): Promise<DriveFeatures> {
+  const probePath = path.join(drivePath, probeFileName);
+  const modes = fallocateModes(native.constants);
+  const features: DriveFeatures = { punchHole: true, zeroRange: true, nowaitRead: true, nowaitWrite: true };
+  let fd: number;
+  try {
+    fd = await openFile(probePath, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o600);
+  } catch (error) {
+    throw extentError(error, 'create', probePath);
+  }
+  const unsupported = (attempt: () => void): boolean => {
+    try {
+      attempt();
+      return false;
+    } catch (error) {
+      if (isUnsupportedError(error)) return true;
+      throw extentError(error, 'probe', probePath);
+    }
+  };
+  try {
+    const block = Buffer.alloc(4096, 1);
+    try {
+      native.pwrite(fd, block, 0);
+    } catch (error) {
+      throw extentError(error, 'write', probePath);
+    }
+    features.nowaitWrite = !unsupported(() => native.pwriteNowait(fd, block, 4096));
+    features.nowaitRead = !unsupported(() => native.preadNowait(fd, block, 0));
+    features.punchHole = !unsupported(() => native.fallocate(fd, modes.punchHole, 0, 4096));
+    features.zeroRange = !unsupported(() => native.fallocate(fd, modes.zeroRange, 4096, 4096));
+  } finally {
+    await closeFile(fd).catch(() => undefined);
+    await promisify(fs.unlink)(probePath).catch(() => undefined);
+  }
+  return features;
+}
