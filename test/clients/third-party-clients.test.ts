@@ -104,7 +104,7 @@ t.test('third-party NBD clients against cairnd', async (t) => {
     writeFileSync(job, [
       // numjobs=4: four connections, each verifying its own 32 MiB slice (offset_increment).
       '[global]', 'ioengine=nbd', `uri=${daemon.uri('fio')}`, 'size=32M', 'offset_increment=32M', 'iodepth=16', 'numjobs=4', 'bs=4k',
-      'rw=randwrite', 'verify=crc32c', 'verify_fatal=1', 'do_verify=1', 'randrepeat=1',
+      'rw=randwrite', 'verify=crc32c', 'verify_fatal=1', 'do_verify=1', 'randrepeat=1', 'verify_state_save=0',
       '[verify]', '',
     ].join('\n'));
     const result = await runTool('fio', ['--output-format=json', job], { timeoutMs: 300_000 });
