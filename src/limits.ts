@@ -50,3 +50,40 @@ assert(nbdInflightBytesMax >= requestBytesMax);
 assert(extentBytesDefault >= extentBytesMin);
 assert(extentBytesDefault <= extentBytesMax);
 assert(extentBytesMin % blockBytes === 0);
+
+// ---- wire frames, cluster map and metadata log (src/wire, src/meta, src/store, src/control) ----
+
+/** Largest payload of one length-prefixed wire frame: an NBD-sized request plus room for its header. */
+export const framePayloadBytesMax = requestBytesMax + 64 * KiB;
+/** Most replicas of one extent. */
+export const replicasMax = 5;
+/** Most extents in one volume: 16 TiB at the default extent size, 256 TiB at 1 GiB extents. */
+export const volumeExtentsMax = 256 * KiB;
+/** Most extents in the whole map: every node holds all of them in memory and in its LevelDB. */
+export const mapExtentsMax = 2 * MiB;
+/** Most nodes, drives per node, profiles and volumes in the map (every map keyed by input is bounded). */
+export const nodesMax = 1024;
+export const drivesPerNodeMax = 64;
+export const profilesMax = 256;
+export const volumesMax = 64 * KiB;
+/** Request ids the map remembers so a retried command is applied once (oldest forgotten first). */
+export const requestIdsRememberedMax = 8192;
+/** Longest client request id. */
+export const requestIdBytesMax = 64;
+/** Most labels and addresses of one node, and their longest forms. */
+export const labelsPerNodeMax = 32;
+export const addressesPerNodeMax = 8;
+export const addressBytesMax = 255;
+/** Longest drive path and profile description. */
+export const drivePathBytesMax = 4096;
+export const descriptionBytesMax = 256;
+/** Proposals waiting for the metadata log; more are refused with CAIRN_UNAVAILABLE (retryable). */
+export const metaProposalsQueuedMax = 1024;
+/** Proposals applied and persisted in one LevelDB batch (one fsync). */
+export const metaApplyBatchMax = 128;
+
+assert(framePayloadBytesMax > requestBytesMax);
+assert(framePayloadBytesMax < 2 ** 32);
+assert(volumeExtentsMax <= mapExtentsMax);
+assert(volumeExtentsMax < 2 ** 32);
+assert(metaApplyBatchMax <= metaProposalsQueuedMax);
