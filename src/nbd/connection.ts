@@ -1,0 +1,564 @@
+/**
+ * NbdConnection: one NBD session over one Duplex stream — the fixed newstyle handshake (answered
+ * by Negotiation), then the transmission phase; or the transmission phase alone, for the kernel
+ * driver, which never negotiates. This is the I/O edge: the pure parsers, validator and encoders
+ * do the protocol; this class moves bytes, runs device calls concurrently and owns the lifecycle.
+ *
+ * Lifecycle: handshake → transmission → draining → closing → closed. Draining (after DISC, the
+ * client's end of stream, or server shutdown) takes no new requests and finishes the ones in
+ * flight; closing ends the stream once every reply is written; closed means the stream is gone.
+ * The export handle is released once, after close, when no device call is still running.
+ *
+ * Invariants:
+ * - Requests in flight ≤ inflightRequestsMax and their bytes (WRITE payloads, READ buffers) stay
+ *   below inflightBytesMax plus one request: at either bound, and while more than
+ *   inflightBytesMax of replies wait in the stream's write buffer (a client not reading), the
+ *   stream is paused and no further request is parsed; it resumes as requests complete.
+ * - Every request taken from the parser gets exactly one reply (DISC none), unless the stream
+ *   closed first; replies may leave out of order. A READ reply header is written only together
+ *   with its data, so an error can always still be reported.
+ * - Nothing a client sends can throw out of this class: bad input becomes an errno reply, an
+ *   option error, or a dropped connection; stream errors close the session. Assertion failures
+ *   (bugs) are not caught.
+ * - Replies written in one event-loop turn are coalesced: the stream is corked at the first
+ *   write and uncorked on the next tick, so one writev carries them.
+ * - A closing connection whose peer stops reading is destroyed after lingerMs (or the shutdown
+ *   deadline), so neither a connection slot nor server.close() can be held forever.
+ */
+import type { Duplex } from 'node:stream';
+import { isCairnError, NbdErrno } from '../errors/cairn-error';
+import {
+  nbdBlockStatusDescriptorsMax, nbdHandshakeTimeoutMs, nbdInflightBytesMax, nbdInflightRequestsMax,
+  nbdOptionBytesMax, nbdOptionsPerConnectionMax, requestBytesMax,
+} from '../limits';
+import type { WriteFlags, ZeroFlags } from '../block/block-device';
+import { assert, AssertionError } from '../util/assert';
+import { ByteQueue } from './byte-queue';
+import type { ExportResolver, NbdExportHandle, NbdLogger } from './export-resolver';
+import { NegotiatedFeatures, Negotiation, NegotiationHost } from './negotiation';
+import { baseAllocationContextId, Command, CommandFlag, simpleReplyBytes, TransmissionFlag } from './protocol';
+import {
+  encodeBlockStatus, encodeServerGreeting, encodeSimpleReply, encodeStructuredDone, encodeStructuredError,
+  structuredReadPrefixBytes, writeSimpleReplyHeader, writeStructuredReadPrefix,
+} from './replies';
+import { NbdRequest, RequestParseFailure, RequestParser } from './request-parser';
+import { clientMessageOf, descriptorsFor, nbdErrorFor, TransmissionContext, validateRequest } from './validate';
+
+export interface ConnectionLimits {
+  readonly inflightRequestsMax: number;
+  readonly inflightBytesMax: number;
+  readonly handshakeTimeoutMs: number;
+  readonly payloadBytesMax: number;
+  readonly optionBytesMax: number;
+  readonly optionsMax: number;
+  readonly blockStatusDescriptorsMax: number;
+  /** How long a closing connection may take to flush its last replies before it is destroyed. */
+  readonly lingerMs: number;
+}
+
+export const defaultConnectionLimits: ConnectionLimits = {
+  inflightRequestsMax: nbdInflightRequestsMax,
+  inflightBytesMax: nbdInflightBytesMax,
+  handshakeTimeoutMs: nbdHandshakeTimeoutMs,
+  payloadBytesMax: requestBytesMax,
+  optionBytesMax: nbdOptionBytesMax,
+  optionsMax: nbdOptionsPerConnectionMax,
+  blockStatusDescriptorsMax: nbdBlockStatusDescriptorsMax,
+  // A peer that stops reading must not pin a closing connection forever; as long as a handshake may take.
+  lingerMs: nbdHandshakeTimeoutMs,
+};
+
+export type ConnectionPhase = 'handshake' | 'transmission' | 'draining' | 'closing' | 'closed';
+
+export interface ConnectionOptions {
+  readonly id: number;
+  readonly logger: NbdLogger;
+  readonly limits: ConnectionLimits;
+  /** Handshake only: where exports come from. */
+  readonly resolver?: ExportResolver;
+  /** Handshake only: true once the server is closing (options get ERR_SHUTDOWN). */
+  readonly isShuttingDown?: () => boolean;
+}
+
+const noWriteFlags: WriteFlags = {};
+const fuaWriteFlags: WriteFlags = { fua: true };
+
+export class NbdConnection {
+  readonly id: number;
+  /** Resolves once the stream has closed and the export handle (if any) was released. */
+  readonly closed: Promise<void>;
+
+  private phaseValue: ConnectionPhase = 'handshake';
+  private readonly stream: Duplex;
+  private readonly logger: NbdLogger;
+  private readonly limits: ConnectionLimits;
+  private readonly resolver: ExportResolver | undefined;
+  private readonly isShuttingDown: () => boolean;
+  private readonly queue = new ByteQueue();
+
+  // Handshake state.
+  private negotiation: Negotiation | undefined;
+  private handshakeTimer: NodeJS.Timeout | undefined;
+
+  // Transmission state.
+  private requestParser: RequestParser | undefined;
+  private handle: NbdExportHandle | undefined;
+  private context: TransmissionContext | undefined;
+  /** Requests taken from the parser and not yet answered. */
+  private readonly inflight = new Set<NbdRequest>();
+  private inflightBytes = 0;
+  /** Device calls still running (may outlive `inflight` after a shutdown deadline or close). */
+  private deviceCallsRunning = 0;
+  /** Whether the stream is flowing (we pause it at the bounds and while an option is answered). */
+  private reading = true;
+  /** The client ended its side: drain once no complete request is left in the queue. */
+  private inputEnded = false;
+  private corked = false;
+  private outputBlocked = false;
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private shutdownDeadlineMs = 0;
+  /** Destroys a closing stream that did not finish flushing in time (a peer that stopped reading). */
+  private lingerTimer: NodeJS.Timeout | undefined;
+  private released = false;
+  private resolveClosed: () => void = () => {};
+
+  constructor(stream: Duplex, options: ConnectionOptions) {
+    this.stream = stream;
+    this.id = options.id;
+    this.logger = options.logger;
+    this.limits = options.limits;
+    this.resolver = options.resolver;
+    this.isShuttingDown = options.isShuttingDown ?? (() => false);
+    assert(this.limits.inflightRequestsMax > 0, 'inflightRequestsMax must be positive');
+    assert(this.limits.inflightBytesMax >= this.limits.payloadBytesMax, 'inflightBytesMax must hold one request');
+    this.closed = new Promise((resolve) => {
+      this.resolveClosed = resolve;
+    });
+    stream.on('data', this.onData);
+    stream.on('end', this.onEnd);
+    stream.on('error', this.onError);
+    stream.on('close', this.onClose);
+    stream.on('drain', this.onDrain);
+    if (stream.destroyed) queueMicrotask(this.onClose);
+  }
+
+  get phase(): ConnectionPhase {
+    return this.phaseValue;
+  }
+
+  get inflightRequests(): number {
+    return this.inflight.size;
+  }
+
+  /** Starts the fixed newstyle handshake: greeting, then options until EXPORT_NAME/GO/ABORT. */
+  startHandshake(): void {
+    assert(this.phaseValue === 'handshake', 'handshake started twice');
+    assert(this.negotiation === undefined, 'handshake started twice');
+    assert(this.resolver !== undefined, 'a handshake needs a resolver');
+    this.negotiation = new Negotiation(this.negotiationHost(), this.queue, this.resolver, this.limits);
+    this.handshakeTimer = setTimeout(this.onHandshakeTimeout, this.limits.handshakeTimeoutMs);
+    this.write(encodeServerGreeting());
+  }
+
+  /** Skips the handshake: serves `handle` with simple replies only, as the kernel driver needs. */
+  startTransmission(handle: NbdExportHandle, transmissionFlags: number): void {
+    assert(this.phaseValue === 'handshake', 'transmission started twice');
+    assert((transmissionFlags & TransmissionFlag.HAS_FLAGS) !== 0, 'transmission flags need HAS_FLAGS');
+    assert((transmissionFlags & TransmissionFlag.SEND_DF) === 0, 'DF needs structured replies');
+    const writable = handle.device.capabilities.canWrite && !handle.readOnly;
+    assert(writable || (transmissionFlags & TransmissionFlag.READ_ONLY) !== 0, 'a read-only export must say READ_ONLY');
+    this.enterTransmission(handle, transmissionFlags, { structuredReplies: false, blockStatus: false });
+  }
+
+  /**
+   * Server shutdown: handshakes get ERR_SHUTDOWN for every further option; transmission stops
+   * taking requests and finishes those in flight. At the deadline, requests still running are
+   * answered ESHUTDOWN and the connection closes; a handshake still open is dropped.
+   */
+  shutdown(deadlineMs: number): void {
+    if (this.phaseValue === 'closed') return;
+    if (this.phaseValue === 'closing') {
+      this.armLingerTimer(deadlineMs);
+      return;
+    }
+    this.shutdownDeadlineMs = deadlineMs;
+    if (this.deadlineTimer === undefined) this.deadlineTimer = setTimeout(this.onShutdownDeadline, deadlineMs);
+    if (this.phaseValue === 'transmission') this.beginDraining('server shutdown');
+  }
+
+  /** Drops the connection now; requests in flight get no reply. */
+  destroy(reason: string): void {
+    if (this.phaseValue === 'closed' || this.stream.destroyed) return;
+    this.logger.debug('nbd connection dropped', { connection: this.id, reason });
+    // 'closing' stops every pump loop at once; the stream's 'close' event makes it 'closed'.
+    this.phaseValue = 'closing';
+    this.clearTimers();
+    this.queue.clear();
+    this.stream.destroy();
+  }
+
+  // ---- stream events (bound once per connection) ----
+
+  private readonly onData = (chunk: Buffer | string): void => {
+    if (this.phaseValue !== 'handshake' && this.phaseValue !== 'transmission') return;
+    if (typeof chunk === 'string') {
+      this.destroy('stream delivered text, not bytes');
+      return;
+    }
+    this.queue.push(chunk);
+    if (this.phaseValue === 'transmission') this.pumpRequests();
+    else this.negotiation?.pump();
+  };
+
+  private readonly onEnd = (): void => {
+    if (this.phaseValue === 'handshake') {
+      // Let an option being answered finish; the reply is written if the peer still reads.
+      if (this.negotiation?.busy !== true) this.endStream('client closed during the handshake');
+    } else if (this.phaseValue === 'transmission') {
+      this.inputEnded = true;
+      this.pumpRequests(); // requests (or a DISC) may still sit in the queue
+    }
+  };
+
+  private readonly onError = (error: Error): void => {
+    this.logger.debug('nbd stream error', { connection: this.id, error });
+  };
+
+  private readonly onClose = (): void => {
+    if (this.phaseValue === 'closed') return;
+    this.phaseValue = 'closed';
+    this.clearTimers();
+    if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
+    this.queue.clear();
+    this.inflight.clear();
+    this.logger.debug('nbd connection closed', { connection: this.id });
+    this.maybeRelease();
+  };
+
+  private readonly onDrain = (): void => {
+    if (!this.outputBlocked) return;
+    this.outputBlocked = false;
+    if (this.phaseValue === 'transmission') this.pumpRequests();
+  };
+
+  private readonly onHandshakeTimeout = (): void => {
+    this.handshakeTimer = undefined;
+    if (this.phaseValue === 'handshake') this.destroy('handshake timeout');
+  };
+
+  private readonly onShutdownDeadline = (): void => {
+    this.deadlineTimer = undefined;
+    if (this.phaseValue === 'handshake') {
+      this.destroy('server shutdown deadline during the handshake');
+      return;
+    }
+    if (this.phaseValue !== 'draining') return;
+    for (const request of this.inflight) {
+      this.write(this.errorReply(request, NbdErrno.ESHUTDOWN, 'server is shutting down'));
+    }
+    this.inflight.clear();
+    this.inflightBytes = 0;
+    this.endStream('server shutdown deadline', this.shutdownDeadlineMs);
+  };
+
+  private readonly onLingerTimeout = (): void => {
+    this.lingerTimer = undefined;
+    this.destroy('the peer did not take its last replies in time');
+  };
+
+  // ---- handshake ----
+
+  /** The negotiation's view of this connection (built once). */
+  private negotiationHost(): NegotiationHost {
+    return {
+      connectionId: this.id,
+      logger: this.logger,
+      inHandshake: () => this.phaseValue === 'handshake',
+      isShuttingDown: this.isShuttingDown,
+      write: (buffer) => this.write(buffer),
+      setReading: (wanted) => this.setReading(wanted),
+      drop: (reason) => this.destroy(reason),
+      finish: (reason) => this.endStream(reason),
+      beginTransmission: (handle, flags, negotiated) => this.enterTransmission(handle, flags, negotiated),
+      optionSettled: () => this.optionSettled(),
+    };
+  }
+
+  /** INFO/GO/EXPORT_NAME finished: continue where the connection now is. */
+  private optionSettled(): void {
+    if (this.phaseValue === 'closed') {
+      this.maybeRelease();
+    } else if (this.phaseValue === 'transmission') {
+      this.pumpRequests();
+    } else if (this.phaseValue === 'handshake') {
+      if (this.stream.readableEnded) {
+        this.endStream('client closed during the handshake');
+        return;
+      }
+      this.setReading(true);
+      this.negotiation?.pump();
+    }
+  }
+
+  // ---- transmission ----
+
+  private enterTransmission(handle: NbdExportHandle, transmissionFlags: number, negotiated: NegotiatedFeatures): void {
+    assert(this.phaseValue === 'handshake', 'transmission starts from the handshake');
+    assert(this.handle === undefined, 'one export per connection');
+    if (this.handshakeTimer !== undefined) clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = undefined;
+    this.handle = handle;
+    this.context = {
+      sizeBytes: handle.device.sizeBytes,
+      transmissionFlags,
+      structuredReplies: negotiated.structuredReplies,
+      blockStatus: negotiated.blockStatus && negotiated.structuredReplies,
+      payloadBytesMax: this.limits.payloadBytesMax,
+    };
+    this.requestParser = new RequestParser(this.queue, { payloadBytesMax: this.limits.payloadBytesMax });
+    this.phaseValue = 'transmission';
+    this.logger.debug('nbd transmission', { connection: this.id, export: handle.name, flags: transmissionFlags });
+    if (this.shutdownPending()) {
+      this.beginDraining('server shutdown');
+    } else if (this.negotiation?.busy !== true) {
+      this.pumpRequests(); // else optionSettled() pumps once the option's reply is complete
+    }
+  }
+
+  private shutdownPending(): boolean {
+    return this.deadlineTimer !== undefined || this.isShuttingDown();
+  }
+
+  /** Takes and dispatches requests while under every bound, then pauses or resumes the stream. */
+  private pumpRequests(): void {
+    const parser = this.requestParser;
+    assert(parser !== undefined, 'request parser exists in transmission');
+    const limits = this.limits;
+    while (this.phaseValue === 'transmission' && !this.outputBlocked
+      && this.inflight.size < limits.inflightRequestsMax && this.inflightBytes < limits.inflightBytesMax) {
+      const request = parser.next();
+      if (request === undefined) {
+        if (this.inputEnded) {
+          this.beginDraining('client closed');
+          return;
+        }
+        break;
+      }
+      if (request instanceof RequestParseFailure) {
+        this.destroy(request.reason);
+        return;
+      }
+      if (request.type === Command.DISC) {
+        this.beginDraining('client sent DISC');
+        return;
+      }
+      this.dispatch(request);
+    }
+    this.updateReading();
+  }
+
+  private updateReading(): void {
+    const limits = this.limits;
+    this.setReading(this.phaseValue === 'transmission' && !this.outputBlocked
+      && this.inflight.size < limits.inflightRequestsMax && this.inflightBytes < limits.inflightBytesMax);
+  }
+
+  private setReading(wanted: boolean): void {
+    if (wanted === this.reading) return;
+    this.reading = wanted;
+    if (wanted) this.stream.resume();
+    else this.stream.pause();
+  }
+
+  private dispatch(request: NbdRequest): void {
+    const context = this.context;
+    assert(context !== undefined, 'transmission context exists');
+    const errno = validateRequest(request, context);
+    if (errno !== 0) {
+      this.logger.debug('nbd request refused', {
+        connection: this.id, type: request.type, flags: request.flags, offset: request.offset, length: request.length, errno,
+      });
+      this.write(this.errorReply(request, errno, 'invalid request'));
+      return;
+    }
+    this.inflight.add(request);
+    this.inflightBytes += costBytesOf(request);
+    this.deviceCallsRunning += 1;
+    void this.execute(request);
+  }
+
+  private async execute(request: NbdRequest): Promise<void> {
+    let reply: Buffer;
+    try {
+      reply = await this.perform(request);
+    } catch (error) {
+      if (error instanceof AssertionError) throw error;
+      const errno = nbdErrorFor(error, request);
+      reply = this.errorReply(request, errno, clientMessageOf(error));
+      // Coded errors are expected outcomes (no space, read-only, ...); anything else is a device fault.
+      const fields = { connection: this.id, type: request.type, offset: request.offset, length: request.length, errno, error };
+      if (isCairnError(error)) this.logger.debug('nbd request failed', fields);
+      else this.logger.warn('nbd request failed', fields);
+    } finally {
+      this.deviceCallsRunning -= 1;
+    }
+    if (!this.inflight.delete(request)) {
+      // Answered already (shutdown deadline) or the connection closed.
+      this.maybeRelease();
+      return;
+    }
+    this.inflightBytes -= costBytesOf(request);
+    this.write(reply);
+    if (this.phaseValue === 'transmission') this.pumpRequests();
+    else if (this.phaseValue === 'draining') this.maybeFinishDraining();
+    else this.maybeRelease();
+  }
+
+  /** Runs one validated request on the device and returns the whole success reply. */
+  private async perform(request: NbdRequest): Promise<Buffer> {
+    const handle = this.handle;
+    const context = this.context;
+    assert(handle !== undefined && context !== undefined, 'transmission state exists');
+    const device = handle.device;
+    const fua = (request.flags & CommandFlag.FUA) !== 0;
+    switch (request.type) {
+      case Command.READ: {
+        if (context.structuredReplies) {
+          if (request.length === 0) return encodeStructuredDone(request);
+          const reply = Buffer.allocUnsafe(structuredReadPrefixBytes + request.length);
+          writeStructuredReadPrefix(reply, request, request.length);
+          await device.read(request.offset, reply.subarray(structuredReadPrefixBytes));
+          return reply;
+        }
+        const reply = Buffer.allocUnsafe(simpleReplyBytes + request.length);
+        writeSimpleReplyHeader(reply, 0, request);
+        await device.read(request.offset, reply.subarray(simpleReplyBytes));
+        return reply;
+      }
+      case Command.WRITE: {
+        const payload = request.payload;
+        assert(payload !== undefined && payload.length === request.length, 'WRITE carries its payload');
+        await device.write(request.offset, payload, fua ? fuaWriteFlags : noWriteFlags);
+        request.payload = undefined; // let the receive buffer go while the reply waits
+        return encodeSimpleReply(0, request);
+      }
+      case Command.FLUSH:
+        await device.flush();
+        return encodeSimpleReply(0, request);
+      case Command.TRIM:
+        await device.trim(request.offset, request.length, fua ? fuaWriteFlags : noWriteFlags);
+        return encodeSimpleReply(0, request);
+      case Command.CACHE:
+        await device.cache(request.offset, request.length);
+        return encodeSimpleReply(0, request);
+      case Command.WRITE_ZEROES: {
+        const flags: ZeroFlags = {
+          fua,
+          noHole: (request.flags & CommandFlag.NO_HOLE) !== 0,
+          fast: (request.flags & CommandFlag.FAST_ZERO) !== 0,
+        };
+        await device.zero(request.offset, request.length, flags);
+        return encodeSimpleReply(0, request);
+      }
+      case Command.BLOCK_STATUS: {
+        const extents = device.capabilities.canExtents ? await device.extents(request.offset, request.length) : [];
+        const descriptors = descriptorsFor(extents, request.length, (request.flags & CommandFlag.REQ_ONE) !== 0,
+          this.limits.blockStatusDescriptorsMax);
+        return encodeBlockStatus(request, baseAllocationContextId, descriptors);
+      }
+      default:
+        throw new AssertionError(`validated request has unknown command ${request.type}`);
+    }
+  }
+
+  /** READ and BLOCK_STATUS errors go in a structured ERROR chunk when negotiated; others are simple. */
+  private errorReply(request: NbdRequest, errno: number, message: string): Buffer {
+    const structured = this.context?.structuredReplies === true
+      && (request.type === Command.READ || request.type === Command.BLOCK_STATUS);
+    return structured ? encodeStructuredError(request, errno, message) : encodeSimpleReply(errno, request);
+  }
+
+  private beginDraining(reason: string): void {
+    assert(this.phaseValue === 'transmission', 'draining starts from transmission');
+    this.logger.debug('nbd connection draining', { connection: this.id, reason, inflight: this.inflight.size });
+    this.phaseValue = 'draining';
+    this.queue.clear();
+    this.updateReading();
+    this.maybeFinishDraining();
+  }
+
+  private maybeFinishDraining(): void {
+    if (this.phaseValue === 'draining' && this.inflight.size === 0) this.endStream('drained');
+  }
+
+  // ---- output and teardown ----
+
+  private write(buffer: Buffer): void {
+    const stream = this.stream;
+    if (stream.destroyed || !stream.writable) return;
+    if (!this.corked) {
+      this.corked = true;
+      stream.cork();
+      process.nextTick(uncorkConnection, this);
+    }
+    if (!stream.write(buffer) && stream.writableLength >= this.limits.inflightBytesMax) this.outputBlocked = true;
+  }
+
+  /** @internal process.nextTick target: flushes the replies of one event-loop turn together. */
+  uncork(): void {
+    this.corked = false;
+    this.stream.uncork();
+  }
+
+  /** Ends the stream once the written replies are flushed (within `lingerMs`), then closes it. */
+  private endStream(reason: string, lingerMs = this.limits.lingerMs): void {
+    if (this.phaseValue === 'closed' || this.phaseValue === 'closing') return;
+    this.logger.debug('nbd connection ending', { connection: this.id, reason });
+    this.phaseValue = 'closing';
+    this.clearTimers();
+    this.queue.clear();
+    this.setReading(false);
+    if (this.stream.destroyed || this.stream.writableEnded) {
+      this.stream.destroy();
+      return;
+    }
+    this.stream.end(() => this.stream.destroy());
+    this.armLingerTimer(this.shutdownDeadlineMs > 0 ? Math.min(lingerMs, this.shutdownDeadlineMs) : lingerMs);
+  }
+
+  private armLingerTimer(lingerMs: number): void {
+    if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer);
+    this.lingerTimer = setTimeout(this.onLingerTimeout, lingerMs);
+  }
+
+  private clearTimers(): void {
+    if (this.handshakeTimer !== undefined) clearTimeout(this.handshakeTimer);
+    if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
+    this.handshakeTimer = undefined;
+    this.deadlineTimer = undefined;
+  }
+
+  private maybeRelease(): void {
+    if (this.phaseValue !== 'closed' || this.released || this.negotiation?.busy === true || this.deviceCallsRunning > 0) return;
+    this.released = true;
+    const handle = this.handle;
+    this.handle = undefined;
+    try {
+      handle?.release();
+    } catch (error) {
+      if (error instanceof AssertionError) throw error;
+      this.logger.error('nbd export release failed', { connection: this.id, error });
+    }
+    this.resolveClosed();
+  }
+}
+
+function uncorkConnection(connection: NbdConnection): void {
+  connection.uncork();
+}
+
+/** Bytes a request holds while in flight: its WRITE payload or its READ reply buffer. */
+function costBytesOf(request: NbdRequest): number {
+  return request.type === Command.WRITE || request.type === Command.READ ? request.length : 0;
+}
