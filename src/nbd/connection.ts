@@ -318,6 +318,9 @@ export class NbdConnection {
     };
     this.requestParser = new RequestParser(this.queue, { payloadBytesMax: this.limits.payloadBytesMax });
     this.phaseValue = 'transmission';
+    // 'end' may have fired while GO was opening the export (onEnd ignores it then): it will not
+    // fire again, so remember it here or the connection waits for requests forever.
+    if (this.stream.readableEnded) this.inputEnded = true;
     this.logger.debug('nbd transmission', { connection: this.id, export: handle.name, flags: transmissionFlags });
     if (this.shutdownPending()) {
       this.beginDraining('server shutdown');

@@ -15,7 +15,8 @@ import { NbdServer } from '../../src/nbd/server';
 import { SeededRandom } from '../../src/util/random';
 import { duplexPair } from './helpers/duplex-pair';
 import { TestResolver } from './helpers/exports';
-import { infoData, metaContextData, NBD_OPT_MAGIC, RawClient, REQUEST_MAGIC } from './helpers/raw-client';
+import { RawClient } from './helpers/raw-client';
+import { fuzzInput, FuzzTargets, randomBytes } from './helpers/fuzz-input';
 import { eventually } from './helpers/session';
 
 const seed = Number(process.env['CAIRN_FUZZ_SEED'] ?? 0x5eed2024);
@@ -25,111 +26,11 @@ const KiB = 1024;
 const goodBytes = 4 * 1024 * KiB;
 /** Long and random, so no mutation of a fuzz export name can ever reach the good client's export. */
 const goodName = 'good-export-6d1f4c2a9b8e7035';
-const fuzzNames = ['', 'ro', 'scratch', 'missing', 'scr\u00e4tch', 'x'.repeat(300)];
-
-function u32(value: number): Buffer {
-  const bytes = Buffer.alloc(4);
-  bytes.writeUInt32BE(value >>> 0);
-  return bytes;
-}
-
-function optionBytes(option: number, data: Buffer): Buffer {
-  const header = Buffer.alloc(16);
-  header.writeBigUInt64BE(NBD_OPT_MAGIC, 0);
-  header.writeUInt32BE(option >>> 0, 8);
-  header.writeUInt32BE(data.length, 12);
-  return Buffer.concat([header, data]);
-}
-
-function requestBytes(type: number, flags: number, cookie: number, offset: bigint, length: number, payload?: Buffer): Buffer {
-  const header = Buffer.alloc(28);
-  header.writeUInt32BE(REQUEST_MAGIC, 0);
-  header.writeUInt16BE(flags & 0xffff, 4);
-  header.writeUInt16BE(type & 0xffff, 6);
-  header.writeBigUInt64BE(BigInt(cookie), 8);
-  header.writeBigUInt64BE(offset, 16);
-  header.writeUInt32BE(length >>> 0, 24);
-  return payload === undefined ? header : Buffer.concat([header, payload]);
-}
-
-function pick<T>(random: SeededRandom, items: readonly T[]): T {
-  return items[random.int(items.length)]!;
-}
-
-function randomBytes(random: SeededRandom, length: number): Buffer {
-  return random.fill(Buffer.alloc(length));
-}
-
-/** A plausible handshake: client flags, some options, usually ending in GO or EXPORT_NAME. */
-function handshake(random: SeededRandom): Buffer[] {
-  const parts: Buffer[] = [u32(random.int(12) === 0 ? random.next32() : pick(random, [3, 3, 3, 3, 3, 1, 0]))];
-  const name = (): string => pick(random, fuzzNames);
-  for (let count = random.int(5); count > 0; count--) {
-    switch (random.int(9)) {
-      case 0: parts.push(optionBytes(8, Buffer.alloc(0))); break;
-      case 1: parts.push(optionBytes(10, metaContextData(name(), pick(random, [['base:allocation'], [], ['base:'], ['x-a:b']])))); break;
-      case 2: parts.push(optionBytes(9, metaContextData(name(), []))); break;
-      case 3: parts.push(optionBytes(3, Buffer.alloc(0))); break;
-      case 4: parts.push(optionBytes(6, infoData(name(), [0, 1, 2, 3]))); break;
-      case 5: parts.push(optionBytes(5, Buffer.alloc(0))); break;
-      case 6: parts.push(optionBytes(random.next32(), randomBytes(random, random.int(64)))); break;
-      case 7: parts.push(optionBytes(pick(random, [6, 7, 9, 10]), randomBytes(random, random.int(40)))); break;
-      default: parts.push(optionBytes(8, Buffer.alloc(0)), optionBytes(10, metaContextData('scratch', ['base:allocation'])));
-    }
-  }
-  const finalName = random.int(5) === 0 ? name() : pick(random, ['', 'ro', 'scratch']);
-  switch (random.int(8)) {
-    case 0: parts.push(optionBytes(1, Buffer.from(finalName))); break;
-    case 1: parts.push(optionBytes(2, Buffer.alloc(0))); break;
-    case 2: break;
-    default: parts.push(optionBytes(7, infoData(finalName, random.int(2) === 0 ? [] : [3])));
-  }
-  return parts;
-}
-
-/** Transmission requests, mostly near-valid, against a 4 MiB export. */
-function requests(random: SeededRandom): Buffer[] {
-  const parts: Buffer[] = [];
-  for (let count = random.int(24); count > 0; count--) {
-    const type = random.int(10) === 0 ? random.int(0x10000) : random.int(8);
-    const flags = random.int(4) === 0 ? random.int(0x10000) : pick(random, [0, 0, 1, 2, 4, 8, 16, 3, 18]);
-    const offset = random.int(8) === 0 ? BigInt(random.next32()) * 2n ** 32n + BigInt(random.next32())
-      : BigInt(random.int(goodBytes + 8192));
-    const length = random.int(10) === 0 ? random.next32() : random.int(70 * KiB);
-    if (type === 1) {
-      const sent = random.int(6) === 0 ? random.int(length + 1) : length; // sometimes a short payload
-      parts.push(requestBytes(type, flags, random.next32(), offset, length, randomBytes(random, Math.min(sent, 256 * KiB))));
-    } else {
-      parts.push(requestBytes(type, flags, random.next32(), offset, length));
-    }
-  }
-  return parts;
-}
-
-function mutate(random: SeededRandom, input: Buffer): Buffer {
-  let bytes = Buffer.from(input);
-  for (let count = random.int(4); count > 0 && bytes.length > 0; count--) {
-    const at = random.int(bytes.length);
-    switch (random.int(6)) {
-      case 0: bytes[at] = (bytes[at] ?? 0) ^ (1 << random.int(8)); break;
-      case 1: bytes[at] = random.int(256); break;
-      case 2: bytes = bytes.subarray(0, at); break;
-      case 3: bytes = Buffer.concat([bytes.subarray(0, at), randomBytes(random, 1 + random.int(32)), bytes.subarray(at)]); break;
-      case 4: bytes = Buffer.concat([bytes.subarray(0, at), bytes.subarray(at, at + random.int(64)), bytes.subarray(at)]); break;
-      default: if (at + 4 <= bytes.length) bytes.writeUInt32BE(pick(random, [0, 1, 0xffffffff, 0x7fffffff, 65536, 4096]), at);
-    }
-  }
-  return bytes;
-}
-
-function fuzzInput(random: SeededRandom): Buffer {
-  switch (random.int(5)) {
-    case 0: return randomBytes(random, random.int(300));
-    case 1: return mutate(random, Buffer.concat(handshake(random)));
-    case 2: return Buffer.concat([...handshake(random), ...requests(random)]);
-    default: return Buffer.concat([Buffer.concat(handshake(random)), mutate(random, Buffer.concat(requests(random)))]);
-  }
-}
+const targets: FuzzTargets = {
+  names: ['', 'ro', 'scratch', 'missing', 'scr\u00e4tch', 'x'.repeat(300)],
+  finalNames: ['', 'ro', 'scratch'],
+  exportBytes: goodBytes,
+};
 
 interface FuzzOutcome {
   readonly closedByServer: boolean;
@@ -148,7 +49,7 @@ async function fuzzOnce(server: NbdServer, random: SeededRandom, socketPath: str
   const closed = new Promise<void>((resolve) => stream.on('close', () => resolve()));
   stream.on('error', () => {});
   stream.on('data', () => {});
-  const input = fuzzInput(random);
+  const input = fuzzInput(random, targets);
   const ending = random.int(10);
   if (ending === 0) stream.pause(); // a client that never reads its replies
   let at = 0;

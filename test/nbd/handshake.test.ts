@@ -307,3 +307,22 @@ void t.test('reads from a hung-up connection fail with ClosedError (the helper c
   await t.rejects(client.read(1), { name: 'ClosedError', message: 'closed' });
   t.ok(new ClosedError() instanceof Error);
 });
+
+void t.test('a client that sends GO and ends its side before the export opens is closed, not left hanging', async (t) => {
+  // The daemon fuzz test (test/daemon/fuzz.test.ts) found this over real sockets: 'end' arrived
+  // while GO was still opening the export, and the connection entered transmission waiting for
+  // requests forever. The in-memory pair delivers 'end' later; this checks the same contract.
+  const { connect, server, resolver } = session(t);
+  let release: () => void = () => {};
+  resolver.openGate = new Promise((resolve) => { release = resolve; });
+  const client = connect();
+  await client.startHandshake();
+  client.sendOption(7, infoData('disk', []));
+  client.end();
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  release();
+  resolver.openGate = undefined;
+  await expectClosed(t, client, 'GO completed after the client ended');
+  await eventually(() => server.connectionCount === 0, 2000, 'the connection closed');
+  t.equal(resolver.releases, resolver.opens, 'its handle was released');
+});
