@@ -3,9 +3,11 @@
  * peers side by side in one run and prints ratios; absolute numbers vary between machines.
  */
 import { runNbdBench } from './nbd';
+import { runRaftBench } from './raft';
 
 const benches: Record<string, (argv: string[]) => Promise<void>> = {
   nbd: runNbdBench,
+  raft: runRaftBench,
 };
 
 async function main(): Promise<void> {
