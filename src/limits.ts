@@ -87,3 +87,65 @@ assert(framePayloadBytesMax < 2 ** 32);
 assert(volumeExtentsMax <= mapExtentsMax);
 assert(volumeExtentsMax < 2 ** 32);
 assert(metaApplyBatchMax <= metaProposalsQueuedMax);
+
+// ---- Raft driver, Raft log store, peer transport and the KV node (src/control/raft-driver.ts,
+// src/store/raft-log-store.ts, src/transport, src/control/kv-node.ts) ----
+
+/** Wall-clock length of one Raft tick (tests pass a shorter one through the driver options). */
+export const raftTickMs = 100;
+/** Election timeout in ticks: randomized in [raftElectionTicks, 2 × raftElectionTicks). */
+export const raftElectionTicks = 10;
+/** Leader heartbeat interval in ticks. */
+export const raftHeartbeatTicks = 1;
+/** Largest MsgApp payload the leader builds (one larger entry is still sent alone). */
+export const raftMessageBytesMax = 1 * MiB;
+/** Largest proposed entry payload; bigger proposals are refused before they reach the log. */
+export const raftEntryBytesMax = 1 * MiB;
+/** Size of one InstallSnapshot chunk. */
+export const raftSnapshotChunkBytes = 1 * MiB;
+/** Largest frame payload on a Raft peer connection: a full MsgApp, one oversized entry, headers. */
+export const raftFramePayloadBytesMax = raftMessageBytesMax + raftEntryBytesMax + 64 * KiB;
+/** Messages received from peers and not yet stepped; more are dropped (Raft retransmits). */
+export const raftInboxMessagesMax = 4096;
+/** Bytes of messages received from peers and not yet stepped. */
+export const raftInboxBytesMax = 64 * MiB;
+/** Proposals appended and waiting to be applied; more are refused with CAIRN_UNAVAILABLE. */
+export const raftProposalsPendingMax = 8192;
+/** Linearizable reads waiting for their read index; more are refused with CAIRN_UNAVAILABLE. */
+export const raftReadsPendingMax = 8192;
+/** Applied entries between two state machine snapshots (the log is compacted behind each). */
+export const raftSnapshotEntries = 10_000;
+/** Entries kept behind a snapshot so a slightly slow follower catches up without a snapshot. */
+export const raftCompactionLagEntries = 1000;
+/** Bytes queued for one peer (written and not yet taken by the kernel); more are dropped. */
+export const peerQueueBytesMax = 16 * MiB;
+/** Frames queued for one peer. */
+export const peerQueueMessagesMax = 4096;
+/** Reconnect backoff: first delay, doubling up to the maximum (with jitter). */
+export const peerReconnectBackoffMinMs = 50;
+export const peerReconnectBackoffMaxMs = 1000;
+/** A dial or a hello exchange that takes longer is abandoned. */
+export const peerHandshakeTimeoutMs = 5000;
+/** Inbound peer connections open at once (authenticated or not). */
+export const peerInboundConnectionsMax = 64;
+/** Longest cluster id. */
+export const clusterIdBytesMax = 64;
+/** Largest frame payload on a KV client connection. */
+export const kvClientFramePayloadBytesMax = 256 * KiB;
+/** Requests in flight on one KV client connection; the server stops reading beyond it. */
+export const kvClientRequestsInflightMax = 1024;
+/** KV client connections open at once on one node. */
+export const kvClientConnectionsMax = 1024;
+
+assert(raftHeartbeatTicks < raftElectionTicks);
+assert(raftTickMs > 0);
+assert(raftEntryBytesMax <= raftMessageBytesMax);
+assert(raftFramePayloadBytesMax >= raftMessageBytesMax + raftEntryBytesMax);
+assert(raftFramePayloadBytesMax > raftSnapshotChunkBytes + 4 * KiB);
+assert(raftFramePayloadBytesMax <= framePayloadBytesMax);
+assert(peerQueueBytesMax >= 2 * raftFramePayloadBytesMax);
+assert(raftInboxBytesMax >= 2 * raftFramePayloadBytesMax);
+assert(raftCompactionLagEntries < raftSnapshotEntries);
+assert(peerReconnectBackoffMinMs > 0);
+assert(peerReconnectBackoffMinMs <= peerReconnectBackoffMaxMs);
+assert(peerReconnectBackoffMaxMs < raftTickMs * raftElectionTicks * 2);

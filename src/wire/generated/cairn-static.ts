@@ -5756,6 +5756,3923 @@ $root.cairn = (function() {
             return MapSnapshot;
         })();
 
+        v1.RaftEntryType = (function() {
+            var valuesById = $Object.create(null), values = $Object.create(valuesById);
+            values[valuesById[0] = "RAFT_ENTRY_TYPE_UNSPECIFIED"] = 0;
+            values[valuesById[1] = "RAFT_ENTRY_TYPE_NORMAL"] = 1;
+            values[valuesById[2] = "RAFT_ENTRY_TYPE_CONF_CHANGE"] = 2;
+            return values;
+        })();
+
+        v1.RaftEntry = (function() {
+
+            var RaftEntry = function (properties) {
+                if (properties)
+                    for (var keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            RaftEntry.prototype.term = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            RaftEntry.prototype.index = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            RaftEntry.prototype.type = 0;
+            RaftEntry.prototype.data = $util.newBuffer([]);
+
+            RaftEntry.create = function(properties) {
+                return new RaftEntry(properties);
+            };
+
+            RaftEntry.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.term != null && $Object.hasOwnProperty.call(message, "term") && (typeof message.term === "object" ? message.term.low || message.term.high : message.term !== 0))
+                    writer.uint32(8).uint64(message.term);
+                if (message.index != null && $Object.hasOwnProperty.call(message, "index") && (typeof message.index === "object" ? message.index.low || message.index.high : message.index !== 0))
+                    writer.uint32(16).uint64(message.index);
+                if (message.type != null && $Object.hasOwnProperty.call(message, "type") && message.type !== 0)
+                    writer.uint32(24).int32(message.type);
+                if (message.data != null && $Object.hasOwnProperty.call(message, "data") && message.data.length)
+                    writer.uint32(34).bytes(message.data);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (var i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            RaftEntry.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.cairn.v1.RaftEntry();
+                while (reader.pos < end) {
+                    var start = reader.pos;
+                    var tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    var wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.term = value;
+                            else
+                                delete message.term;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.index = value;
+                            else
+                                delete message.index;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.int32())
+                                message.type = value;
+                            else
+                                delete message.type;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.data = value;
+                            else
+                                delete message.data;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            RaftEntry.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.term != null && $Object.hasOwnProperty.call(message, "term"))
+                    if (!$util.isInteger(message.term) && !(message.term && $util.isInteger(message.term.low) && $util.isInteger(message.term.high)))
+                        return "term: integer|Long expected";
+                if (message.index != null && $Object.hasOwnProperty.call(message, "index"))
+                    if (!$util.isInteger(message.index) && !(message.index && $util.isInteger(message.index.low) && $util.isInteger(message.index.high)))
+                        return "index: integer|Long expected";
+                if (message.type != null && $Object.hasOwnProperty.call(message, "type"))
+                    if (typeof message.type !== "number" || (message.type | 0) !== message.type)
+                        return "type: enum value expected";
+                if (message.data != null && $Object.hasOwnProperty.call(message, "data"))
+                    if (!(message.data && typeof message.data.length === "number" || $util.isString(message.data)))
+                        return "data: buffer expected";
+                return null;
+            };
+
+            RaftEntry.fromObject = function (object, _depth) {
+                if (object instanceof $root.cairn.v1.RaftEntry)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".cairn.v1.RaftEntry: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var message = new $root.cairn.v1.RaftEntry();
+                if (object.term != null)
+                    if (typeof object.term === "object" ? object.term.low || object.term.high : $Number(object.term) !== 0)
+                        if ($util.Long)
+                            message.term = $util.Long.fromValue(object.term, true);
+                        else if (typeof object.term === "string")
+                            message.term = $parseInt(object.term, 10);
+                        else if (typeof object.term === "number")
+                            message.term = object.term;
+                        else if (typeof object.term === "object")
+                            message.term = new $util.LongBits(object.term.low >>> 0, object.term.high >>> 0).toNumber(true);
+                if (object.index != null)
+                    if (typeof object.index === "object" ? object.index.low || object.index.high : $Number(object.index) !== 0)
+                        if ($util.Long)
+                            message.index = $util.Long.fromValue(object.index, true);
+                        else if (typeof object.index === "string")
+                            message.index = $parseInt(object.index, 10);
+                        else if (typeof object.index === "number")
+                            message.index = object.index;
+                        else if (typeof object.index === "object")
+                            message.index = new $util.LongBits(object.index.low >>> 0, object.index.high >>> 0).toNumber(true);
+                if (object.type !== 0 && (typeof object.type !== "string" || $root.cairn.v1.RaftEntryType[object.type] !== 0))
+                    switch (object.type) {
+                    case "RAFT_ENTRY_TYPE_UNSPECIFIED":
+                    case 0:
+                        message.type = 0;
+                        break;
+                    case "RAFT_ENTRY_TYPE_NORMAL":
+                    case 1:
+                        message.type = 1;
+                        break;
+                    case "RAFT_ENTRY_TYPE_CONF_CHANGE":
+                    case 2:
+                        message.type = 2;
+                        break;
+                    default:
+                        if (typeof object.type === "number" && (object.type | 0) === object.type)
+                            message.type = object.type;
+                    }
+                if (object.data != null)
+                    if (object.data.length)
+                        if (typeof object.data === "string")
+                            $util.base64.decode(object.data, message.data = $util.newBuffer($util.base64.length(object.data)), 0);
+                        else if (object.data.length >= 0)
+                            message.data = object.data;
+                return message;
+            };
+
+            RaftEntry.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var object = {};
+                if (options.defaults) {
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.term = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.term = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.index = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.index = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    object.type = options.enums === $String ? "RAFT_ENTRY_TYPE_UNSPECIFIED" : 0;
+                    if (options.bytes === $String)
+                        object.data = "";
+                    else {
+                        object.data = [];
+                        if (options.bytes !== $Array)
+                            object.data = $util.newBuffer(object.data);
+                    }
+                }
+                if (message.term != null && $Object.hasOwnProperty.call(message, "term"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.term = typeof message.term === "number" ? $BigInt(message.term) : $util.Long.fromBits(message.term.low >>> 0, message.term.high >>> 0, true).toBigInt();
+                    else if (typeof message.term === "number")
+                        object.term = options.longs === $String ? $String(message.term) : message.term;
+                    else
+                        object.term = options.longs === $String ? $util.Long.prototype.toString.call(message.term) : options.longs === $Number ? new $util.LongBits(message.term.low >>> 0, message.term.high >>> 0).toNumber(true) : message.term;
+                if (message.index != null && $Object.hasOwnProperty.call(message, "index"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.index = typeof message.index === "number" ? $BigInt(message.index) : $util.Long.fromBits(message.index.low >>> 0, message.index.high >>> 0, true).toBigInt();
+                    else if (typeof message.index === "number")
+                        object.index = options.longs === $String ? $String(message.index) : message.index;
+                    else
+                        object.index = options.longs === $String ? $util.Long.prototype.toString.call(message.index) : options.longs === $Number ? new $util.LongBits(message.index.low >>> 0, message.index.high >>> 0).toNumber(true) : message.index;
+                if (message.type != null && $Object.hasOwnProperty.call(message, "type"))
+                    object.type = options.enums === $String ? $root.cairn.v1.RaftEntryType[message.type] === $undefined ? message.type : $root.cairn.v1.RaftEntryType[message.type] : message.type;
+                if (message.data != null && $Object.hasOwnProperty.call(message, "data"))
+                    object.data = options.bytes === $String ? $util.base64.encode(message.data, 0, message.data.length) : options.bytes === $Array ? $Array.prototype.slice.call(message.data) : message.data;
+                return object;
+            };
+
+            RaftEntry.prototype.toJSON = function() {
+                return RaftEntry.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            return RaftEntry;
+        })();
+
+        v1.RaftHardState = (function() {
+
+            var RaftHardState = function (properties) {
+                if (properties)
+                    for (var keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            RaftHardState.prototype.term = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            RaftHardState.prototype.vote = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            RaftHardState.prototype.commit = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            RaftHardState.create = function(properties) {
+                return new RaftHardState(properties);
+            };
+
+            RaftHardState.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.term != null && $Object.hasOwnProperty.call(message, "term") && (typeof message.term === "object" ? message.term.low || message.term.high : message.term !== 0))
+                    writer.uint32(8).uint64(message.term);
+                if (message.vote != null && $Object.hasOwnProperty.call(message, "vote") && (typeof message.vote === "object" ? message.vote.low || message.vote.high : message.vote !== 0))
+                    writer.uint32(16).uint64(message.vote);
+                if (message.commit != null && $Object.hasOwnProperty.call(message, "commit") && (typeof message.commit === "object" ? message.commit.low || message.commit.high : message.commit !== 0))
+                    writer.uint32(24).uint64(message.commit);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (var i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            RaftHardState.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.cairn.v1.RaftHardState();
+                while (reader.pos < end) {
+                    var start = reader.pos;
+                    var tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    var wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.term = value;
+                            else
+                                delete message.term;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.vote = value;
+                            else
+                                delete message.vote;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.commit = value;
+                            else
+                                delete message.commit;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            RaftHardState.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.term != null && $Object.hasOwnProperty.call(message, "term"))
+                    if (!$util.isInteger(message.term) && !(message.term && $util.isInteger(message.term.low) && $util.isInteger(message.term.high)))
+                        return "term: integer|Long expected";
+                if (message.vote != null && $Object.hasOwnProperty.call(message, "vote"))
+                    if (!$util.isInteger(message.vote) && !(message.vote && $util.isInteger(message.vote.low) && $util.isInteger(message.vote.high)))
+                        return "vote: integer|Long expected";
+                if (message.commit != null && $Object.hasOwnProperty.call(message, "commit"))
+                    if (!$util.isInteger(message.commit) && !(message.commit && $util.isInteger(message.commit.low) && $util.isInteger(message.commit.high)))
+                        return "commit: integer|Long expected";
+                return null;
+            };
+
+            RaftHardState.fromObject = function (object, _depth) {
+                if (object instanceof $root.cairn.v1.RaftHardState)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".cairn.v1.RaftHardState: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var message = new $root.cairn.v1.RaftHardState();
+                if (object.term != null)
+                    if (typeof object.term === "object" ? object.term.low || object.term.high : $Number(object.term) !== 0)
+                        if ($util.Long)
+                            message.term = $util.Long.fromValue(object.term, true);
+                        else if (typeof object.term === "string")
+                            message.term = $parseInt(object.term, 10);
+                        else if (typeof object.term === "number")
+                            message.term = object.term;
+                        else if (typeof object.term === "object")
+                            message.term = new $util.LongBits(object.term.low >>> 0, object.term.high >>> 0).toNumber(true);
+                if (object.vote != null)
+                    if (typeof object.vote === "object" ? object.vote.low || object.vote.high : $Number(object.vote) !== 0)
+                        if ($util.Long)
+                            message.vote = $util.Long.fromValue(object.vote, true);
+                        else if (typeof object.vote === "string")
+                            message.vote = $parseInt(object.vote, 10);
+                        else if (typeof object.vote === "number")
+                            message.vote = object.vote;
+                        else if (typeof object.vote === "object")
+                            message.vote = new $util.LongBits(object.vote.low >>> 0, object.vote.high >>> 0).toNumber(true);
+                if (object.commit != null)
+                    if (typeof object.commit === "object" ? object.commit.low || object.commit.high : $Number(object.commit) !== 0)
+                        if ($util.Long)
+                            message.commit = $util.Long.fromValue(object.commit, true);
+                        else if (typeof object.commit === "string")
+                            message.commit = $parseInt(object.commit, 10);
+                        else if (typeof object.commit === "number")
+                            message.commit = object.commit;
+                        else if (typeof object.commit === "object")
+                            message.commit = new $util.LongBits(object.commit.low >>> 0, object.commit.high >>> 0).toNumber(true);
+                return message;
+            };
+
+            RaftHardState.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var object = {};
+                if (options.defaults) {
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.term = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.term = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.vote = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.vote = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.commit = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.commit = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                }
+                if (message.term != null && $Object.hasOwnProperty.call(message, "term"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.term = typeof message.term === "number" ? $BigInt(message.term) : $util.Long.fromBits(message.term.low >>> 0, message.term.high >>> 0, true).toBigInt();
+                    else if (typeof message.term === "number")
+                        object.term = options.longs === $String ? $String(message.term) : message.term;
+                    else
+                        object.term = options.longs === $String ? $util.Long.prototype.toString.call(message.term) : options.longs === $Number ? new $util.LongBits(message.term.low >>> 0, message.term.high >>> 0).toNumber(true) : message.term;
+                if (message.vote != null && $Object.hasOwnProperty.call(message, "vote"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.vote = typeof message.vote === "number" ? $BigInt(message.vote) : $util.Long.fromBits(message.vote.low >>> 0, message.vote.high >>> 0, true).toBigInt();
+                    else if (typeof message.vote === "number")
+                        object.vote = options.longs === $String ? $String(message.vote) : message.vote;
+                    else
+                        object.vote = options.longs === $String ? $util.Long.prototype.toString.call(message.vote) : options.longs === $Number ? new $util.LongBits(message.vote.low >>> 0, message.vote.high >>> 0).toNumber(true) : message.vote;
+                if (message.commit != null && $Object.hasOwnProperty.call(message, "commit"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.commit = typeof message.commit === "number" ? $BigInt(message.commit) : $util.Long.fromBits(message.commit.low >>> 0, message.commit.high >>> 0, true).toBigInt();
+                    else if (typeof message.commit === "number")
+                        object.commit = options.longs === $String ? $String(message.commit) : message.commit;
+                    else
+                        object.commit = options.longs === $String ? $util.Long.prototype.toString.call(message.commit) : options.longs === $Number ? new $util.LongBits(message.commit.low >>> 0, message.commit.high >>> 0).toNumber(true) : message.commit;
+                return object;
+            };
+
+            RaftHardState.prototype.toJSON = function() {
+                return RaftHardState.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            return RaftHardState;
+        })();
+
+        v1.RaftConfState = (function() {
+
+            var RaftConfState = function (properties) {
+                this.voters = [];
+                this.votersOutgoing = [];
+                this.learners = [];
+                this.learnersNext = [];
+                if (properties)
+                    for (var keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            RaftConfState.prototype.voters = $util.emptyArray;
+            RaftConfState.prototype.votersOutgoing = $util.emptyArray;
+            RaftConfState.prototype.learners = $util.emptyArray;
+            RaftConfState.prototype.learnersNext = $util.emptyArray;
+            RaftConfState.prototype.autoLeave = false;
+
+            RaftConfState.create = function(properties) {
+                return new RaftConfState(properties);
+            };
+
+            RaftConfState.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.voters != null && message.voters.length)
+                    writer.uint32(10).uint64s(message.voters);
+                if (message.votersOutgoing != null && message.votersOutgoing.length)
+                    writer.uint32(18).uint64s(message.votersOutgoing);
+                if (message.learners != null && message.learners.length)
+                    writer.uint32(26).uint64s(message.learners);
+                if (message.learnersNext != null && message.learnersNext.length)
+                    writer.uint32(34).uint64s(message.learnersNext);
+                if (message.autoLeave != null && $Object.hasOwnProperty.call(message, "autoLeave") && message.autoLeave !== false)
+                    writer.uint32(40).bool(message.autoLeave);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (var i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            RaftConfState.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.cairn.v1.RaftConfState();
+                while (reader.pos < end) {
+                    var start = reader.pos;
+                    var tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    var wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType === 2) {
+                                if (!(message.voters && message.voters.length))
+                                    message.voters = [];
+                                reader.uint64s(message.voters);
+                                continue;
+                            }
+                            if (wireType !== 0)
+                                break;
+                            if (!(message.voters && message.voters.length))
+                                message.voters = [];
+                            message.voters.push(reader.uint64());
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType === 2) {
+                                if (!(message.votersOutgoing && message.votersOutgoing.length))
+                                    message.votersOutgoing = [];
+                                reader.uint64s(message.votersOutgoing);
+                                continue;
+                            }
+                            if (wireType !== 0)
+                                break;
+                            if (!(message.votersOutgoing && message.votersOutgoing.length))
+                                message.votersOutgoing = [];
+                            message.votersOutgoing.push(reader.uint64());
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType === 2) {
+                                if (!(message.learners && message.learners.length))
+                                    message.learners = [];
+                                reader.uint64s(message.learners);
+                                continue;
+                            }
+                            if (wireType !== 0)
+                                break;
+                            if (!(message.learners && message.learners.length))
+                                message.learners = [];
+                            message.learners.push(reader.uint64());
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType === 2) {
+                                if (!(message.learnersNext && message.learnersNext.length))
+                                    message.learnersNext = [];
+                                reader.uint64s(message.learnersNext);
+                                continue;
+                            }
+                            if (wireType !== 0)
+                                break;
+                            if (!(message.learnersNext && message.learnersNext.length))
+                                message.learnersNext = [];
+                            message.learnersNext.push(reader.uint64());
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.bool())
+                                message.autoLeave = value;
+                            else
+                                delete message.autoLeave;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            RaftConfState.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.voters != null && $Object.hasOwnProperty.call(message, "voters")) {
+                    if (!$Array.isArray(message.voters))
+                        return "voters: array expected";
+                    for (var i = 0; i < message.voters.length; ++i)
+                        if (!$util.isInteger(message.voters[i]) && !(message.voters[i] && $util.isInteger(message.voters[i].low) && $util.isInteger(message.voters[i].high)))
+                            return "voters: integer|Long[] expected";
+                }
+                if (message.votersOutgoing != null && $Object.hasOwnProperty.call(message, "votersOutgoing")) {
+                    if (!$Array.isArray(message.votersOutgoing))
+                        return "votersOutgoing: array expected";
+                    for (var i = 0; i < message.votersOutgoing.length; ++i)
+                        if (!$util.isInteger(message.votersOutgoing[i]) && !(message.votersOutgoing[i] && $util.isInteger(message.votersOutgoing[i].low) && $util.isInteger(message.votersOutgoing[i].high)))
+                            return "votersOutgoing: integer|Long[] expected";
+                }
+                if (message.learners != null && $Object.hasOwnProperty.call(message, "learners")) {
+                    if (!$Array.isArray(message.learners))
+                        return "learners: array expected";
+                    for (var i = 0; i < message.learners.length; ++i)
+                        if (!$util.isInteger(message.learners[i]) && !(message.learners[i] && $util.isInteger(message.learners[i].low) && $util.isInteger(message.learners[i].high)))
+                            return "learners: integer|Long[] expected";
+                }
+                if (message.learnersNext != null && $Object.hasOwnProperty.call(message, "learnersNext")) {
+                    if (!$Array.isArray(message.learnersNext))
+                        return "learnersNext: array expected";
+                    for (var i = 0; i < message.learnersNext.length; ++i)
+                        if (!$util.isInteger(message.learnersNext[i]) && !(message.learnersNext[i] && $util.isInteger(message.learnersNext[i].low) && $util.isInteger(message.learnersNext[i].high)))
+                            return "learnersNext: integer|Long[] expected";
+                }
+                if (message.autoLeave != null && $Object.hasOwnProperty.call(message, "autoLeave"))
+                    if (typeof message.autoLeave !== "boolean")
+                        return "autoLeave: boolean expected";
+                return null;
+            };
+
+            RaftConfState.fromObject = function (object, _depth) {
+                if (object instanceof $root.cairn.v1.RaftConfState)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".cairn.v1.RaftConfState: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var message = new $root.cairn.v1.RaftConfState();
+                if (object.voters) {
+                    if (!$Array.isArray(object.voters))
+                        throw $TypeError(".cairn.v1.RaftConfState.voters: array expected");
+                    message.voters = $Array(object.voters.length);
+                    for (var i = 0; i < object.voters.length; ++i)
+                        if ($util.Long)
+                            message.voters[i] = $util.Long.fromValue(object.voters[i], true);
+                        else if (typeof object.voters[i] === "string")
+                            message.voters[i] = $parseInt(object.voters[i], 10);
+                        else if (typeof object.voters[i] === "number")
+                            message.voters[i] = object.voters[i];
+                        else if (typeof object.voters[i] === "object")
+                            message.voters[i] = new $util.LongBits(object.voters[i].low >>> 0, object.voters[i].high >>> 0).toNumber(true);
+                }
+                if (object.votersOutgoing) {
+                    if (!$Array.isArray(object.votersOutgoing))
+                        throw $TypeError(".cairn.v1.RaftConfState.votersOutgoing: array expected");
+                    message.votersOutgoing = $Array(object.votersOutgoing.length);
+                    for (var i = 0; i < object.votersOutgoing.length; ++i)
+                        if ($util.Long)
+                            message.votersOutgoing[i] = $util.Long.fromValue(object.votersOutgoing[i], true);
+                        else if (typeof object.votersOutgoing[i] === "string")
+                            message.votersOutgoing[i] = $parseInt(object.votersOutgoing[i], 10);
+                        else if (typeof object.votersOutgoing[i] === "number")
+                            message.votersOutgoing[i] = object.votersOutgoing[i];
+                        else if (typeof object.votersOutgoing[i] === "object")
+                            message.votersOutgoing[i] = new $util.LongBits(object.votersOutgoing[i].low >>> 0, object.votersOutgoing[i].high >>> 0).toNumber(true);
+                }
+                if (object.learners) {
+                    if (!$Array.isArray(object.learners))
+                        throw $TypeError(".cairn.v1.RaftConfState.learners: array expected");
+                    message.learners = $Array(object.learners.length);
+                    for (var i = 0; i < object.learners.length; ++i)
+                        if ($util.Long)
+                            message.learners[i] = $util.Long.fromValue(object.learners[i], true);
+                        else if (typeof object.learners[i] === "string")
+                            message.learners[i] = $parseInt(object.learners[i], 10);
+                        else if (typeof object.learners[i] === "number")
+                            message.learners[i] = object.learners[i];
+                        else if (typeof object.learners[i] === "object")
+                            message.learners[i] = new $util.LongBits(object.learners[i].low >>> 0, object.learners[i].high >>> 0).toNumber(true);
+                }
+                if (object.learnersNext) {
+                    if (!$Array.isArray(object.learnersNext))
+                        throw $TypeError(".cairn.v1.RaftConfState.learnersNext: array expected");
+                    message.learnersNext = $Array(object.learnersNext.length);
+                    for (var i = 0; i < object.learnersNext.length; ++i)
+                        if ($util.Long)
+                            message.learnersNext[i] = $util.Long.fromValue(object.learnersNext[i], true);
+                        else if (typeof object.learnersNext[i] === "string")
+                            message.learnersNext[i] = $parseInt(object.learnersNext[i], 10);
+                        else if (typeof object.learnersNext[i] === "number")
+                            message.learnersNext[i] = object.learnersNext[i];
+                        else if (typeof object.learnersNext[i] === "object")
+                            message.learnersNext[i] = new $util.LongBits(object.learnersNext[i].low >>> 0, object.learnersNext[i].high >>> 0).toNumber(true);
+                }
+                if (object.autoLeave != null)
+                    if (object.autoLeave)
+                        message.autoLeave = $Boolean(object.autoLeave);
+                return message;
+            };
+
+            RaftConfState.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var object = {};
+                if (options.arrays || options.defaults) {
+                    object.voters = [];
+                    object.votersOutgoing = [];
+                    object.learners = [];
+                    object.learnersNext = [];
+                }
+                if (options.defaults)
+                    object.autoLeave = false;
+                if (message.voters && message.voters.length) {
+                    object.voters = $Array(message.voters.length);
+                    for (var j = 0; j < message.voters.length; ++j)
+                        if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                            object.voters[j] = typeof message.voters[j] === "number" ? $BigInt(message.voters[j]) : $util.Long.fromBits(message.voters[j].low >>> 0, message.voters[j].high >>> 0, true).toBigInt();
+                        else if (typeof message.voters[j] === "number")
+                            object.voters[j] = options.longs === $String ? $String(message.voters[j]) : message.voters[j];
+                        else
+                            object.voters[j] = options.longs === $String ? $util.Long.prototype.toString.call(message.voters[j]) : options.longs === $Number ? new $util.LongBits(message.voters[j].low >>> 0, message.voters[j].high >>> 0).toNumber(true) : message.voters[j];
+                }
+                if (message.votersOutgoing && message.votersOutgoing.length) {
+                    object.votersOutgoing = $Array(message.votersOutgoing.length);
+                    for (var j = 0; j < message.votersOutgoing.length; ++j)
+                        if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                            object.votersOutgoing[j] = typeof message.votersOutgoing[j] === "number" ? $BigInt(message.votersOutgoing[j]) : $util.Long.fromBits(message.votersOutgoing[j].low >>> 0, message.votersOutgoing[j].high >>> 0, true).toBigInt();
+                        else if (typeof message.votersOutgoing[j] === "number")
+                            object.votersOutgoing[j] = options.longs === $String ? $String(message.votersOutgoing[j]) : message.votersOutgoing[j];
+                        else
+                            object.votersOutgoing[j] = options.longs === $String ? $util.Long.prototype.toString.call(message.votersOutgoing[j]) : options.longs === $Number ? new $util.LongBits(message.votersOutgoing[j].low >>> 0, message.votersOutgoing[j].high >>> 0).toNumber(true) : message.votersOutgoing[j];
+                }
+                if (message.learners && message.learners.length) {
+                    object.learners = $Array(message.learners.length);
+                    for (var j = 0; j < message.learners.length; ++j)
+                        if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                            object.learners[j] = typeof message.learners[j] === "number" ? $BigInt(message.learners[j]) : $util.Long.fromBits(message.learners[j].low >>> 0, message.learners[j].high >>> 0, true).toBigInt();
+                        else if (typeof message.learners[j] === "number")
+                            object.learners[j] = options.longs === $String ? $String(message.learners[j]) : message.learners[j];
+                        else
+                            object.learners[j] = options.longs === $String ? $util.Long.prototype.toString.call(message.learners[j]) : options.longs === $Number ? new $util.LongBits(message.learners[j].low >>> 0, message.learners[j].high >>> 0).toNumber(true) : message.learners[j];
+                }
+                if (message.learnersNext && message.learnersNext.length) {
+                    object.learnersNext = $Array(message.learnersNext.length);
+                    for (var j = 0; j < message.learnersNext.length; ++j)
+                        if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                            object.learnersNext[j] = typeof message.learnersNext[j] === "number" ? $BigInt(message.learnersNext[j]) : $util.Long.fromBits(message.learnersNext[j].low >>> 0, message.learnersNext[j].high >>> 0, true).toBigInt();
+                        else if (typeof message.learnersNext[j] === "number")
+                            object.learnersNext[j] = options.longs === $String ? $String(message.learnersNext[j]) : message.learnersNext[j];
+                        else
+                            object.learnersNext[j] = options.longs === $String ? $util.Long.prototype.toString.call(message.learnersNext[j]) : options.longs === $Number ? new $util.LongBits(message.learnersNext[j].low >>> 0, message.learnersNext[j].high >>> 0).toNumber(true) : message.learnersNext[j];
+                }
+                if (message.autoLeave != null && $Object.hasOwnProperty.call(message, "autoLeave"))
+                    object.autoLeave = message.autoLeave;
+                return object;
+            };
+
+            RaftConfState.prototype.toJSON = function() {
+                return RaftConfState.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            return RaftConfState;
+        })();
+
+        v1.RaftSnapshotMetadata = (function() {
+
+            var RaftSnapshotMetadata = function (properties) {
+                if (properties)
+                    for (var keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            RaftSnapshotMetadata.prototype.index = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            RaftSnapshotMetadata.prototype.term = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            RaftSnapshotMetadata.prototype.confState = null;
+
+            RaftSnapshotMetadata.create = function(properties) {
+                return new RaftSnapshotMetadata(properties);
+            };
+
+            RaftSnapshotMetadata.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.index != null && $Object.hasOwnProperty.call(message, "index") && (typeof message.index === "object" ? message.index.low || message.index.high : message.index !== 0))
+                    writer.uint32(8).uint64(message.index);
+                if (message.term != null && $Object.hasOwnProperty.call(message, "term") && (typeof message.term === "object" ? message.term.low || message.term.high : message.term !== 0))
+                    writer.uint32(16).uint64(message.term);
+                if (message.confState != null && $Object.hasOwnProperty.call(message, "confState"))
+                    $root.cairn.v1.RaftConfState.encode(message.confState, writer.uint32(26).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (var i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            RaftSnapshotMetadata.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.cairn.v1.RaftSnapshotMetadata();
+                while (reader.pos < end) {
+                    var start = reader.pos;
+                    var tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    var wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.index = value;
+                            else
+                                delete message.index;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.term = value;
+                            else
+                                delete message.term;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 2)
+                                break;
+                            message.confState = $root.cairn.v1.RaftConfState.decode(reader, reader.size(), $undefined, _depth + 1, message.confState);
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            RaftSnapshotMetadata.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.index != null && $Object.hasOwnProperty.call(message, "index"))
+                    if (!$util.isInteger(message.index) && !(message.index && $util.isInteger(message.index.low) && $util.isInteger(message.index.high)))
+                        return "index: integer|Long expected";
+                if (message.term != null && $Object.hasOwnProperty.call(message, "term"))
+                    if (!$util.isInteger(message.term) && !(message.term && $util.isInteger(message.term.low) && $util.isInteger(message.term.high)))
+                        return "term: integer|Long expected";
+                if (message.confState != null && $Object.hasOwnProperty.call(message, "confState")) {
+                    var error = $root.cairn.v1.RaftConfState.verify(message.confState, _depth + 1);
+                    if (error)
+                        return "confState." + error;
+                }
+                return null;
+            };
+
+            RaftSnapshotMetadata.fromObject = function (object, _depth) {
+                if (object instanceof $root.cairn.v1.RaftSnapshotMetadata)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".cairn.v1.RaftSnapshotMetadata: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var message = new $root.cairn.v1.RaftSnapshotMetadata();
+                if (object.index != null)
+                    if (typeof object.index === "object" ? object.index.low || object.index.high : $Number(object.index) !== 0)
+                        if ($util.Long)
+                            message.index = $util.Long.fromValue(object.index, true);
+                        else if (typeof object.index === "string")
+                            message.index = $parseInt(object.index, 10);
+                        else if (typeof object.index === "number")
+                            message.index = object.index;
+                        else if (typeof object.index === "object")
+                            message.index = new $util.LongBits(object.index.low >>> 0, object.index.high >>> 0).toNumber(true);
+                if (object.term != null)
+                    if (typeof object.term === "object" ? object.term.low || object.term.high : $Number(object.term) !== 0)
+                        if ($util.Long)
+                            message.term = $util.Long.fromValue(object.term, true);
+                        else if (typeof object.term === "string")
+                            message.term = $parseInt(object.term, 10);
+                        else if (typeof object.term === "number")
+                            message.term = object.term;
+                        else if (typeof object.term === "object")
+                            message.term = new $util.LongBits(object.term.low >>> 0, object.term.high >>> 0).toNumber(true);
+                if (object.confState != null) {
+                    if (!$util.isObject(object.confState))
+                        throw $TypeError(".cairn.v1.RaftSnapshotMetadata.confState: object expected");
+                    message.confState = $root.cairn.v1.RaftConfState.fromObject(object.confState, _depth + 1);
+                }
+                return message;
+            };
+
+            RaftSnapshotMetadata.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var object = {};
+                if (options.defaults) {
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.index = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.index = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.term = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.term = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    object.confState = null;
+                }
+                if (message.index != null && $Object.hasOwnProperty.call(message, "index"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.index = typeof message.index === "number" ? $BigInt(message.index) : $util.Long.fromBits(message.index.low >>> 0, message.index.high >>> 0, true).toBigInt();
+                    else if (typeof message.index === "number")
+                        object.index = options.longs === $String ? $String(message.index) : message.index;
+                    else
+                        object.index = options.longs === $String ? $util.Long.prototype.toString.call(message.index) : options.longs === $Number ? new $util.LongBits(message.index.low >>> 0, message.index.high >>> 0).toNumber(true) : message.index;
+                if (message.term != null && $Object.hasOwnProperty.call(message, "term"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.term = typeof message.term === "number" ? $BigInt(message.term) : $util.Long.fromBits(message.term.low >>> 0, message.term.high >>> 0, true).toBigInt();
+                    else if (typeof message.term === "number")
+                        object.term = options.longs === $String ? $String(message.term) : message.term;
+                    else
+                        object.term = options.longs === $String ? $util.Long.prototype.toString.call(message.term) : options.longs === $Number ? new $util.LongBits(message.term.low >>> 0, message.term.high >>> 0).toNumber(true) : message.term;
+                if (message.confState != null && $Object.hasOwnProperty.call(message, "confState"))
+                    object.confState = $root.cairn.v1.RaftConfState.toObject(message.confState, options, _depth + 1);
+                return object;
+            };
+
+            RaftSnapshotMetadata.prototype.toJSON = function() {
+                return RaftSnapshotMetadata.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            return RaftSnapshotMetadata;
+        })();
+
+        v1.RaftSnapshotChunk = (function() {
+
+            var RaftSnapshotChunk = function (properties) {
+                if (properties)
+                    for (var keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            RaftSnapshotChunk.prototype.metadata = null;
+            RaftSnapshotChunk.prototype.totalBytes = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            RaftSnapshotChunk.prototype.offset = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            RaftSnapshotChunk.prototype.data = $util.newBuffer([]);
+
+            RaftSnapshotChunk.create = function(properties) {
+                return new RaftSnapshotChunk(properties);
+            };
+
+            RaftSnapshotChunk.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.metadata != null && $Object.hasOwnProperty.call(message, "metadata"))
+                    $root.cairn.v1.RaftSnapshotMetadata.encode(message.metadata, writer.uint32(10).fork(), _depth + 1).ldelim();
+                if (message.totalBytes != null && $Object.hasOwnProperty.call(message, "totalBytes") && (typeof message.totalBytes === "object" ? message.totalBytes.low || message.totalBytes.high : message.totalBytes !== 0))
+                    writer.uint32(16).uint64(message.totalBytes);
+                if (message.offset != null && $Object.hasOwnProperty.call(message, "offset") && (typeof message.offset === "object" ? message.offset.low || message.offset.high : message.offset !== 0))
+                    writer.uint32(24).uint64(message.offset);
+                if (message.data != null && $Object.hasOwnProperty.call(message, "data") && message.data.length)
+                    writer.uint32(34).bytes(message.data);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (var i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            RaftSnapshotChunk.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.cairn.v1.RaftSnapshotChunk();
+                while (reader.pos < end) {
+                    var start = reader.pos;
+                    var tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    var wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            message.metadata = $root.cairn.v1.RaftSnapshotMetadata.decode(reader, reader.size(), $undefined, _depth + 1, message.metadata);
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.totalBytes = value;
+                            else
+                                delete message.totalBytes;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.offset = value;
+                            else
+                                delete message.offset;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.data = value;
+                            else
+                                delete message.data;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            RaftSnapshotChunk.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.metadata != null && $Object.hasOwnProperty.call(message, "metadata")) {
+                    var error = $root.cairn.v1.RaftSnapshotMetadata.verify(message.metadata, _depth + 1);
+                    if (error)
+                        return "metadata." + error;
+                }
+                if (message.totalBytes != null && $Object.hasOwnProperty.call(message, "totalBytes"))
+                    if (!$util.isInteger(message.totalBytes) && !(message.totalBytes && $util.isInteger(message.totalBytes.low) && $util.isInteger(message.totalBytes.high)))
+                        return "totalBytes: integer|Long expected";
+                if (message.offset != null && $Object.hasOwnProperty.call(message, "offset"))
+                    if (!$util.isInteger(message.offset) && !(message.offset && $util.isInteger(message.offset.low) && $util.isInteger(message.offset.high)))
+                        return "offset: integer|Long expected";
+                if (message.data != null && $Object.hasOwnProperty.call(message, "data"))
+                    if (!(message.data && typeof message.data.length === "number" || $util.isString(message.data)))
+                        return "data: buffer expected";
+                return null;
+            };
+
+            RaftSnapshotChunk.fromObject = function (object, _depth) {
+                if (object instanceof $root.cairn.v1.RaftSnapshotChunk)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".cairn.v1.RaftSnapshotChunk: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var message = new $root.cairn.v1.RaftSnapshotChunk();
+                if (object.metadata != null) {
+                    if (!$util.isObject(object.metadata))
+                        throw $TypeError(".cairn.v1.RaftSnapshotChunk.metadata: object expected");
+                    message.metadata = $root.cairn.v1.RaftSnapshotMetadata.fromObject(object.metadata, _depth + 1);
+                }
+                if (object.totalBytes != null)
+                    if (typeof object.totalBytes === "object" ? object.totalBytes.low || object.totalBytes.high : $Number(object.totalBytes) !== 0)
+                        if ($util.Long)
+                            message.totalBytes = $util.Long.fromValue(object.totalBytes, true);
+                        else if (typeof object.totalBytes === "string")
+                            message.totalBytes = $parseInt(object.totalBytes, 10);
+                        else if (typeof object.totalBytes === "number")
+                            message.totalBytes = object.totalBytes;
+                        else if (typeof object.totalBytes === "object")
+                            message.totalBytes = new $util.LongBits(object.totalBytes.low >>> 0, object.totalBytes.high >>> 0).toNumber(true);
+                if (object.offset != null)
+                    if (typeof object.offset === "object" ? object.offset.low || object.offset.high : $Number(object.offset) !== 0)
+                        if ($util.Long)
+                            message.offset = $util.Long.fromValue(object.offset, true);
+                        else if (typeof object.offset === "string")
+                            message.offset = $parseInt(object.offset, 10);
+                        else if (typeof object.offset === "number")
+                            message.offset = object.offset;
+                        else if (typeof object.offset === "object")
+                            message.offset = new $util.LongBits(object.offset.low >>> 0, object.offset.high >>> 0).toNumber(true);
+                if (object.data != null)
+                    if (object.data.length)
+                        if (typeof object.data === "string")
+                            $util.base64.decode(object.data, message.data = $util.newBuffer($util.base64.length(object.data)), 0);
+                        else if (object.data.length >= 0)
+                            message.data = object.data;
+                return message;
+            };
+
+            RaftSnapshotChunk.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var object = {};
+                if (options.defaults) {
+                    object.metadata = null;
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.totalBytes = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.totalBytes = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.offset = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.offset = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if (options.bytes === $String)
+                        object.data = "";
+                    else {
+                        object.data = [];
+                        if (options.bytes !== $Array)
+                            object.data = $util.newBuffer(object.data);
+                    }
+                }
+                if (message.metadata != null && $Object.hasOwnProperty.call(message, "metadata"))
+                    object.metadata = $root.cairn.v1.RaftSnapshotMetadata.toObject(message.metadata, options, _depth + 1);
+                if (message.totalBytes != null && $Object.hasOwnProperty.call(message, "totalBytes"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.totalBytes = typeof message.totalBytes === "number" ? $BigInt(message.totalBytes) : $util.Long.fromBits(message.totalBytes.low >>> 0, message.totalBytes.high >>> 0, true).toBigInt();
+                    else if (typeof message.totalBytes === "number")
+                        object.totalBytes = options.longs === $String ? $String(message.totalBytes) : message.totalBytes;
+                    else
+                        object.totalBytes = options.longs === $String ? $util.Long.prototype.toString.call(message.totalBytes) : options.longs === $Number ? new $util.LongBits(message.totalBytes.low >>> 0, message.totalBytes.high >>> 0).toNumber(true) : message.totalBytes;
+                if (message.offset != null && $Object.hasOwnProperty.call(message, "offset"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.offset = typeof message.offset === "number" ? $BigInt(message.offset) : $util.Long.fromBits(message.offset.low >>> 0, message.offset.high >>> 0, true).toBigInt();
+                    else if (typeof message.offset === "number")
+                        object.offset = options.longs === $String ? $String(message.offset) : message.offset;
+                    else
+                        object.offset = options.longs === $String ? $util.Long.prototype.toString.call(message.offset) : options.longs === $Number ? new $util.LongBits(message.offset.low >>> 0, message.offset.high >>> 0).toNumber(true) : message.offset;
+                if (message.data != null && $Object.hasOwnProperty.call(message, "data"))
+                    object.data = options.bytes === $String ? $util.base64.encode(message.data, 0, message.data.length) : options.bytes === $Array ? $Array.prototype.slice.call(message.data) : message.data;
+                return object;
+            };
+
+            RaftSnapshotChunk.prototype.toJSON = function() {
+                return RaftSnapshotChunk.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            return RaftSnapshotChunk;
+        })();
+
+        v1.RaftMessageType = (function() {
+            var valuesById = $Object.create(null), values = $Object.create(valuesById);
+            values[valuesById[0] = "RAFT_MESSAGE_TYPE_UNSPECIFIED"] = 0;
+            values[valuesById[1] = "RAFT_MESSAGE_TYPE_PROP"] = 1;
+            values[valuesById[2] = "RAFT_MESSAGE_TYPE_APP"] = 2;
+            values[valuesById[3] = "RAFT_MESSAGE_TYPE_APP_RESP"] = 3;
+            values[valuesById[4] = "RAFT_MESSAGE_TYPE_VOTE"] = 4;
+            values[valuesById[5] = "RAFT_MESSAGE_TYPE_VOTE_RESP"] = 5;
+            values[valuesById[6] = "RAFT_MESSAGE_TYPE_PRE_VOTE"] = 6;
+            values[valuesById[7] = "RAFT_MESSAGE_TYPE_PRE_VOTE_RESP"] = 7;
+            values[valuesById[8] = "RAFT_MESSAGE_TYPE_SNAP"] = 8;
+            values[valuesById[9] = "RAFT_MESSAGE_TYPE_SNAP_RESP"] = 9;
+            values[valuesById[10] = "RAFT_MESSAGE_TYPE_HEARTBEAT"] = 10;
+            values[valuesById[11] = "RAFT_MESSAGE_TYPE_HEARTBEAT_RESP"] = 11;
+            values[valuesById[12] = "RAFT_MESSAGE_TYPE_TRANSFER_LEADER"] = 12;
+            values[valuesById[13] = "RAFT_MESSAGE_TYPE_TIMEOUT_NOW"] = 13;
+            values[valuesById[14] = "RAFT_MESSAGE_TYPE_READ_INDEX"] = 14;
+            values[valuesById[15] = "RAFT_MESSAGE_TYPE_READ_INDEX_RESP"] = 15;
+            return values;
+        })();
+
+        v1.RaftMessage = (function() {
+
+            var RaftMessage = function (properties) {
+                this.entries = [];
+                if (properties)
+                    for (var keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            RaftMessage.prototype.type = 0;
+            RaftMessage.prototype.to = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            RaftMessage.prototype.from = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            RaftMessage.prototype.term = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            RaftMessage.prototype.logTerm = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            RaftMessage.prototype.index = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            RaftMessage.prototype.entries = $util.emptyArray;
+            RaftMessage.prototype.commit = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            RaftMessage.prototype.reject = false;
+            RaftMessage.prototype.rejectHint = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            RaftMessage.prototype.context = $util.newBuffer([]);
+            RaftMessage.prototype.leaderTransfer = false;
+            RaftMessage.prototype.target = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            RaftMessage.prototype.snapshot = null;
+
+            RaftMessage.create = function(properties) {
+                return new RaftMessage(properties);
+            };
+
+            RaftMessage.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.type != null && $Object.hasOwnProperty.call(message, "type") && message.type !== 0)
+                    writer.uint32(8).int32(message.type);
+                if (message.to != null && $Object.hasOwnProperty.call(message, "to") && (typeof message.to === "object" ? message.to.low || message.to.high : message.to !== 0))
+                    writer.uint32(16).uint64(message.to);
+                if (message.from != null && $Object.hasOwnProperty.call(message, "from") && (typeof message.from === "object" ? message.from.low || message.from.high : message.from !== 0))
+                    writer.uint32(24).uint64(message.from);
+                if (message.term != null && $Object.hasOwnProperty.call(message, "term") && (typeof message.term === "object" ? message.term.low || message.term.high : message.term !== 0))
+                    writer.uint32(32).uint64(message.term);
+                if (message.logTerm != null && $Object.hasOwnProperty.call(message, "logTerm") && (typeof message.logTerm === "object" ? message.logTerm.low || message.logTerm.high : message.logTerm !== 0))
+                    writer.uint32(40).uint64(message.logTerm);
+                if (message.index != null && $Object.hasOwnProperty.call(message, "index") && (typeof message.index === "object" ? message.index.low || message.index.high : message.index !== 0))
+                    writer.uint32(48).uint64(message.index);
+                if (message.entries != null && message.entries.length)
+                    for (var i = 0; i < message.entries.length; ++i)
+                        $root.cairn.v1.RaftEntry.encode(message.entries[i], writer.uint32(58).fork(), _depth + 1).ldelim();
+                if (message.commit != null && $Object.hasOwnProperty.call(message, "commit") && (typeof message.commit === "object" ? message.commit.low || message.commit.high : message.commit !== 0))
+                    writer.uint32(64).uint64(message.commit);
+                if (message.reject != null && $Object.hasOwnProperty.call(message, "reject") && message.reject !== false)
+                    writer.uint32(72).bool(message.reject);
+                if (message.rejectHint != null && $Object.hasOwnProperty.call(message, "rejectHint") && (typeof message.rejectHint === "object" ? message.rejectHint.low || message.rejectHint.high : message.rejectHint !== 0))
+                    writer.uint32(80).uint64(message.rejectHint);
+                if (message.context != null && $Object.hasOwnProperty.call(message, "context") && message.context.length)
+                    writer.uint32(90).bytes(message.context);
+                if (message.leaderTransfer != null && $Object.hasOwnProperty.call(message, "leaderTransfer") && message.leaderTransfer !== false)
+                    writer.uint32(96).bool(message.leaderTransfer);
+                if (message.target != null && $Object.hasOwnProperty.call(message, "target") && (typeof message.target === "object" ? message.target.low || message.target.high : message.target !== 0))
+                    writer.uint32(104).uint64(message.target);
+                if (message.snapshot != null && $Object.hasOwnProperty.call(message, "snapshot"))
+                    $root.cairn.v1.RaftSnapshotChunk.encode(message.snapshot, writer.uint32(114).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (var i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            RaftMessage.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.cairn.v1.RaftMessage();
+                while (reader.pos < end) {
+                    var start = reader.pos;
+                    var tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    var wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.int32())
+                                message.type = value;
+                            else
+                                delete message.type;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.to = value;
+                            else
+                                delete message.to;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.from = value;
+                            else
+                                delete message.from;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.term = value;
+                            else
+                                delete message.term;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.logTerm = value;
+                            else
+                                delete message.logTerm;
+                            continue;
+                        }
+                    case 6: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.index = value;
+                            else
+                                delete message.index;
+                            continue;
+                        }
+                    case 7: {
+                            if (wireType !== 2)
+                                break;
+                            if (!(message.entries && message.entries.length))
+                                message.entries = [];
+                            message.entries.push($root.cairn.v1.RaftEntry.decode(reader, reader.size(), $undefined, _depth + 1));
+                            continue;
+                        }
+                    case 8: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.commit = value;
+                            else
+                                delete message.commit;
+                            continue;
+                        }
+                    case 9: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.bool())
+                                message.reject = value;
+                            else
+                                delete message.reject;
+                            continue;
+                        }
+                    case 10: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.rejectHint = value;
+                            else
+                                delete message.rejectHint;
+                            continue;
+                        }
+                    case 11: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.context = value;
+                            else
+                                delete message.context;
+                            continue;
+                        }
+                    case 12: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.bool())
+                                message.leaderTransfer = value;
+                            else
+                                delete message.leaderTransfer;
+                            continue;
+                        }
+                    case 13: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.target = value;
+                            else
+                                delete message.target;
+                            continue;
+                        }
+                    case 14: {
+                            if (wireType !== 2)
+                                break;
+                            message.snapshot = $root.cairn.v1.RaftSnapshotChunk.decode(reader, reader.size(), $undefined, _depth + 1, message.snapshot);
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            RaftMessage.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.type != null && $Object.hasOwnProperty.call(message, "type"))
+                    if (typeof message.type !== "number" || (message.type | 0) !== message.type)
+                        return "type: enum value expected";
+                if (message.to != null && $Object.hasOwnProperty.call(message, "to"))
+                    if (!$util.isInteger(message.to) && !(message.to && $util.isInteger(message.to.low) && $util.isInteger(message.to.high)))
+                        return "to: integer|Long expected";
+                if (message.from != null && $Object.hasOwnProperty.call(message, "from"))
+                    if (!$util.isInteger(message.from) && !(message.from && $util.isInteger(message.from.low) && $util.isInteger(message.from.high)))
+                        return "from: integer|Long expected";
+                if (message.term != null && $Object.hasOwnProperty.call(message, "term"))
+                    if (!$util.isInteger(message.term) && !(message.term && $util.isInteger(message.term.low) && $util.isInteger(message.term.high)))
+                        return "term: integer|Long expected";
+                if (message.logTerm != null && $Object.hasOwnProperty.call(message, "logTerm"))
+                    if (!$util.isInteger(message.logTerm) && !(message.logTerm && $util.isInteger(message.logTerm.low) && $util.isInteger(message.logTerm.high)))
+                        return "logTerm: integer|Long expected";
+                if (message.index != null && $Object.hasOwnProperty.call(message, "index"))
+                    if (!$util.isInteger(message.index) && !(message.index && $util.isInteger(message.index.low) && $util.isInteger(message.index.high)))
+                        return "index: integer|Long expected";
+                if (message.entries != null && $Object.hasOwnProperty.call(message, "entries")) {
+                    if (!$Array.isArray(message.entries))
+                        return "entries: array expected";
+                    for (var i = 0; i < message.entries.length; ++i) {
+                        var error = $root.cairn.v1.RaftEntry.verify(message.entries[i], _depth + 1);
+                        if (error)
+                            return "entries." + error;
+                    }
+                }
+                if (message.commit != null && $Object.hasOwnProperty.call(message, "commit"))
+                    if (!$util.isInteger(message.commit) && !(message.commit && $util.isInteger(message.commit.low) && $util.isInteger(message.commit.high)))
+                        return "commit: integer|Long expected";
+                if (message.reject != null && $Object.hasOwnProperty.call(message, "reject"))
+                    if (typeof message.reject !== "boolean")
+                        return "reject: boolean expected";
+                if (message.rejectHint != null && $Object.hasOwnProperty.call(message, "rejectHint"))
+                    if (!$util.isInteger(message.rejectHint) && !(message.rejectHint && $util.isInteger(message.rejectHint.low) && $util.isInteger(message.rejectHint.high)))
+                        return "rejectHint: integer|Long expected";
+                if (message.context != null && $Object.hasOwnProperty.call(message, "context"))
+                    if (!(message.context && typeof message.context.length === "number" || $util.isString(message.context)))
+                        return "context: buffer expected";
+                if (message.leaderTransfer != null && $Object.hasOwnProperty.call(message, "leaderTransfer"))
+                    if (typeof message.leaderTransfer !== "boolean")
+                        return "leaderTransfer: boolean expected";
+                if (message.target != null && $Object.hasOwnProperty.call(message, "target"))
+                    if (!$util.isInteger(message.target) && !(message.target && $util.isInteger(message.target.low) && $util.isInteger(message.target.high)))
+                        return "target: integer|Long expected";
+                if (message.snapshot != null && $Object.hasOwnProperty.call(message, "snapshot")) {
+                    var error = $root.cairn.v1.RaftSnapshotChunk.verify(message.snapshot, _depth + 1);
+                    if (error)
+                        return "snapshot." + error;
+                }
+                return null;
+            };
+
+            RaftMessage.fromObject = function (object, _depth) {
+                if (object instanceof $root.cairn.v1.RaftMessage)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".cairn.v1.RaftMessage: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var message = new $root.cairn.v1.RaftMessage();
+                if (object.type !== 0 && (typeof object.type !== "string" || $root.cairn.v1.RaftMessageType[object.type] !== 0))
+                    switch (object.type) {
+                    case "RAFT_MESSAGE_TYPE_UNSPECIFIED":
+                    case 0:
+                        message.type = 0;
+                        break;
+                    case "RAFT_MESSAGE_TYPE_PROP":
+                    case 1:
+                        message.type = 1;
+                        break;
+                    case "RAFT_MESSAGE_TYPE_APP":
+                    case 2:
+                        message.type = 2;
+                        break;
+                    case "RAFT_MESSAGE_TYPE_APP_RESP":
+                    case 3:
+                        message.type = 3;
+                        break;
+                    case "RAFT_MESSAGE_TYPE_VOTE":
+                    case 4:
+                        message.type = 4;
+                        break;
+                    case "RAFT_MESSAGE_TYPE_VOTE_RESP":
+                    case 5:
+                        message.type = 5;
+                        break;
+                    case "RAFT_MESSAGE_TYPE_PRE_VOTE":
+                    case 6:
+                        message.type = 6;
+                        break;
+                    case "RAFT_MESSAGE_TYPE_PRE_VOTE_RESP":
+                    case 7:
+                        message.type = 7;
+                        break;
+                    case "RAFT_MESSAGE_TYPE_SNAP":
+                    case 8:
+                        message.type = 8;
+                        break;
+                    case "RAFT_MESSAGE_TYPE_SNAP_RESP":
+                    case 9:
+                        message.type = 9;
+                        break;
+                    case "RAFT_MESSAGE_TYPE_HEARTBEAT":
+                    case 10:
+                        message.type = 10;
+                        break;
+                    case "RAFT_MESSAGE_TYPE_HEARTBEAT_RESP":
+                    case 11:
+                        message.type = 11;
+                        break;
+                    case "RAFT_MESSAGE_TYPE_TRANSFER_LEADER":
+                    case 12:
+                        message.type = 12;
+                        break;
+                    case "RAFT_MESSAGE_TYPE_TIMEOUT_NOW":
+                    case 13:
+                        message.type = 13;
+                        break;
+                    case "RAFT_MESSAGE_TYPE_READ_INDEX":
+                    case 14:
+                        message.type = 14;
+                        break;
+                    case "RAFT_MESSAGE_TYPE_READ_INDEX_RESP":
+                    case 15:
+                        message.type = 15;
+                        break;
+                    default:
+                        if (typeof object.type === "number" && (object.type | 0) === object.type)
+                            message.type = object.type;
+                    }
+                if (object.to != null)
+                    if (typeof object.to === "object" ? object.to.low || object.to.high : $Number(object.to) !== 0)
+                        if ($util.Long)
+                            message.to = $util.Long.fromValue(object.to, true);
+                        else if (typeof object.to === "string")
+                            message.to = $parseInt(object.to, 10);
+                        else if (typeof object.to === "number")
+                            message.to = object.to;
+                        else if (typeof object.to === "object")
+                            message.to = new $util.LongBits(object.to.low >>> 0, object.to.high >>> 0).toNumber(true);
+                if (object.from != null)
+                    if (typeof object.from === "object" ? object.from.low || object.from.high : $Number(object.from) !== 0)
+                        if ($util.Long)
+                            message.from = $util.Long.fromValue(object.from, true);
+                        else if (typeof object.from === "string")
+                            message.from = $parseInt(object.from, 10);
+                        else if (typeof object.from === "number")
+                            message.from = object.from;
+                        else if (typeof object.from === "object")
+                            message.from = new $util.LongBits(object.from.low >>> 0, object.from.high >>> 0).toNumber(true);
+                if (object.term != null)
+                    if (typeof object.term === "object" ? object.term.low || object.term.high : $Number(object.term) !== 0)
+                        if ($util.Long)
+                            message.term = $util.Long.fromValue(object.term, true);
+                        else if (typeof object.term === "string")
+                            message.term = $parseInt(object.term, 10);
+                        else if (typeof object.term === "number")
+                            message.term = object.term;
+                        else if (typeof object.term === "object")
+                            message.term = new $util.LongBits(object.term.low >>> 0, object.term.high >>> 0).toNumber(true);
+                if (object.logTerm != null)
+                    if (typeof object.logTerm === "object" ? object.logTerm.low || object.logTerm.high : $Number(object.logTerm) !== 0)
+                        if ($util.Long)
+                            message.logTerm = $util.Long.fromValue(object.logTerm, true);
+                        else if (typeof object.logTerm === "string")
+                            message.logTerm = $parseInt(object.logTerm, 10);
+                        else if (typeof object.logTerm === "number")
+                            message.logTerm = object.logTerm;
+                        else if (typeof object.logTerm === "object")
+                            message.logTerm = new $util.LongBits(object.logTerm.low >>> 0, object.logTerm.high >>> 0).toNumber(true);
+                if (object.index != null)
+                    if (typeof object.index === "object" ? object.index.low || object.index.high : $Number(object.index) !== 0)
+                        if ($util.Long)
+                            message.index = $util.Long.fromValue(object.index, true);
+                        else if (typeof object.index === "string")
+                            message.index = $parseInt(object.index, 10);
+                        else if (typeof object.index === "number")
+                            message.index = object.index;
+                        else if (typeof object.index === "object")
+                            message.index = new $util.LongBits(object.index.low >>> 0, object.index.high >>> 0).toNumber(true);
+                if (object.entries) {
+                    if (!$Array.isArray(object.entries))
+                        throw $TypeError(".cairn.v1.RaftMessage.entries: array expected");
+                    message.entries = $Array(object.entries.length);
+                    for (var i = 0; i < object.entries.length; ++i) {
+                        if (!$util.isObject(object.entries[i]))
+                            throw $TypeError(".cairn.v1.RaftMessage.entries: object expected");
+                        message.entries[i] = $root.cairn.v1.RaftEntry.fromObject(object.entries[i], _depth + 1);
+                    }
+                }
+                if (object.commit != null)
+                    if (typeof object.commit === "object" ? object.commit.low || object.commit.high : $Number(object.commit) !== 0)
+                        if ($util.Long)
+                            message.commit = $util.Long.fromValue(object.commit, true);
+                        else if (typeof object.commit === "string")
+                            message.commit = $parseInt(object.commit, 10);
+                        else if (typeof object.commit === "number")
+                            message.commit = object.commit;
+                        else if (typeof object.commit === "object")
+                            message.commit = new $util.LongBits(object.commit.low >>> 0, object.commit.high >>> 0).toNumber(true);
+                if (object.reject != null)
+                    if (object.reject)
+                        message.reject = $Boolean(object.reject);
+                if (object.rejectHint != null)
+                    if (typeof object.rejectHint === "object" ? object.rejectHint.low || object.rejectHint.high : $Number(object.rejectHint) !== 0)
+                        if ($util.Long)
+                            message.rejectHint = $util.Long.fromValue(object.rejectHint, true);
+                        else if (typeof object.rejectHint === "string")
+                            message.rejectHint = $parseInt(object.rejectHint, 10);
+                        else if (typeof object.rejectHint === "number")
+                            message.rejectHint = object.rejectHint;
+                        else if (typeof object.rejectHint === "object")
+                            message.rejectHint = new $util.LongBits(object.rejectHint.low >>> 0, object.rejectHint.high >>> 0).toNumber(true);
+                if (object.context != null)
+                    if (object.context.length)
+                        if (typeof object.context === "string")
+                            $util.base64.decode(object.context, message.context = $util.newBuffer($util.base64.length(object.context)), 0);
+                        else if (object.context.length >= 0)
+                            message.context = object.context;
+                if (object.leaderTransfer != null)
+                    if (object.leaderTransfer)
+                        message.leaderTransfer = $Boolean(object.leaderTransfer);
+                if (object.target != null)
+                    if (typeof object.target === "object" ? object.target.low || object.target.high : $Number(object.target) !== 0)
+                        if ($util.Long)
+                            message.target = $util.Long.fromValue(object.target, true);
+                        else if (typeof object.target === "string")
+                            message.target = $parseInt(object.target, 10);
+                        else if (typeof object.target === "number")
+                            message.target = object.target;
+                        else if (typeof object.target === "object")
+                            message.target = new $util.LongBits(object.target.low >>> 0, object.target.high >>> 0).toNumber(true);
+                if (object.snapshot != null) {
+                    if (!$util.isObject(object.snapshot))
+                        throw $TypeError(".cairn.v1.RaftMessage.snapshot: object expected");
+                    message.snapshot = $root.cairn.v1.RaftSnapshotChunk.fromObject(object.snapshot, _depth + 1);
+                }
+                return message;
+            };
+
+            RaftMessage.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var object = {};
+                if (options.arrays || options.defaults)
+                    object.entries = [];
+                if (options.defaults) {
+                    object.type = options.enums === $String ? "RAFT_MESSAGE_TYPE_UNSPECIFIED" : 0;
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.to = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.to = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.from = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.from = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.term = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.term = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.logTerm = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.logTerm = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.index = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.index = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.commit = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.commit = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    object.reject = false;
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.rejectHint = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.rejectHint = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if (options.bytes === $String)
+                        object.context = "";
+                    else {
+                        object.context = [];
+                        if (options.bytes !== $Array)
+                            object.context = $util.newBuffer(object.context);
+                    }
+                    object.leaderTransfer = false;
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.target = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.target = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    object.snapshot = null;
+                }
+                if (message.type != null && $Object.hasOwnProperty.call(message, "type"))
+                    object.type = options.enums === $String ? $root.cairn.v1.RaftMessageType[message.type] === $undefined ? message.type : $root.cairn.v1.RaftMessageType[message.type] : message.type;
+                if (message.to != null && $Object.hasOwnProperty.call(message, "to"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.to = typeof message.to === "number" ? $BigInt(message.to) : $util.Long.fromBits(message.to.low >>> 0, message.to.high >>> 0, true).toBigInt();
+                    else if (typeof message.to === "number")
+                        object.to = options.longs === $String ? $String(message.to) : message.to;
+                    else
+                        object.to = options.longs === $String ? $util.Long.prototype.toString.call(message.to) : options.longs === $Number ? new $util.LongBits(message.to.low >>> 0, message.to.high >>> 0).toNumber(true) : message.to;
+                if (message.from != null && $Object.hasOwnProperty.call(message, "from"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.from = typeof message.from === "number" ? $BigInt(message.from) : $util.Long.fromBits(message.from.low >>> 0, message.from.high >>> 0, true).toBigInt();
+                    else if (typeof message.from === "number")
+                        object.from = options.longs === $String ? $String(message.from) : message.from;
+                    else
+                        object.from = options.longs === $String ? $util.Long.prototype.toString.call(message.from) : options.longs === $Number ? new $util.LongBits(message.from.low >>> 0, message.from.high >>> 0).toNumber(true) : message.from;
+                if (message.term != null && $Object.hasOwnProperty.call(message, "term"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.term = typeof message.term === "number" ? $BigInt(message.term) : $util.Long.fromBits(message.term.low >>> 0, message.term.high >>> 0, true).toBigInt();
+                    else if (typeof message.term === "number")
+                        object.term = options.longs === $String ? $String(message.term) : message.term;
+                    else
+                        object.term = options.longs === $String ? $util.Long.prototype.toString.call(message.term) : options.longs === $Number ? new $util.LongBits(message.term.low >>> 0, message.term.high >>> 0).toNumber(true) : message.term;
+                if (message.logTerm != null && $Object.hasOwnProperty.call(message, "logTerm"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.logTerm = typeof message.logTerm === "number" ? $BigInt(message.logTerm) : $util.Long.fromBits(message.logTerm.low >>> 0, message.logTerm.high >>> 0, true).toBigInt();
+                    else if (typeof message.logTerm === "number")
+                        object.logTerm = options.longs === $String ? $String(message.logTerm) : message.logTerm;
+                    else
+                        object.logTerm = options.longs === $String ? $util.Long.prototype.toString.call(message.logTerm) : options.longs === $Number ? new $util.LongBits(message.logTerm.low >>> 0, message.logTerm.high >>> 0).toNumber(true) : message.logTerm;
+                if (message.index != null && $Object.hasOwnProperty.call(message, "index"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.index = typeof message.index === "number" ? $BigInt(message.index) : $util.Long.fromBits(message.index.low >>> 0, message.index.high >>> 0, true).toBigInt();
+                    else if (typeof message.index === "number")
+                        object.index = options.longs === $String ? $String(message.index) : message.index;
+                    else
+                        object.index = options.longs === $String ? $util.Long.prototype.toString.call(message.index) : options.longs === $Number ? new $util.LongBits(message.index.low >>> 0, message.index.high >>> 0).toNumber(true) : message.index;
+                if (message.entries && message.entries.length) {
+                    object.entries = $Array(message.entries.length);
+                    for (var j = 0; j < message.entries.length; ++j)
+                        object.entries[j] = $root.cairn.v1.RaftEntry.toObject(message.entries[j], options, _depth + 1);
+                }
+                if (message.commit != null && $Object.hasOwnProperty.call(message, "commit"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.commit = typeof message.commit === "number" ? $BigInt(message.commit) : $util.Long.fromBits(message.commit.low >>> 0, message.commit.high >>> 0, true).toBigInt();
+                    else if (typeof message.commit === "number")
+                        object.commit = options.longs === $String ? $String(message.commit) : message.commit;
+                    else
+                        object.commit = options.longs === $String ? $util.Long.prototype.toString.call(message.commit) : options.longs === $Number ? new $util.LongBits(message.commit.low >>> 0, message.commit.high >>> 0).toNumber(true) : message.commit;
+                if (message.reject != null && $Object.hasOwnProperty.call(message, "reject"))
+                    object.reject = message.reject;
+                if (message.rejectHint != null && $Object.hasOwnProperty.call(message, "rejectHint"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.rejectHint = typeof message.rejectHint === "number" ? $BigInt(message.rejectHint) : $util.Long.fromBits(message.rejectHint.low >>> 0, message.rejectHint.high >>> 0, true).toBigInt();
+                    else if (typeof message.rejectHint === "number")
+                        object.rejectHint = options.longs === $String ? $String(message.rejectHint) : message.rejectHint;
+                    else
+                        object.rejectHint = options.longs === $String ? $util.Long.prototype.toString.call(message.rejectHint) : options.longs === $Number ? new $util.LongBits(message.rejectHint.low >>> 0, message.rejectHint.high >>> 0).toNumber(true) : message.rejectHint;
+                if (message.context != null && $Object.hasOwnProperty.call(message, "context"))
+                    object.context = options.bytes === $String ? $util.base64.encode(message.context, 0, message.context.length) : options.bytes === $Array ? $Array.prototype.slice.call(message.context) : message.context;
+                if (message.leaderTransfer != null && $Object.hasOwnProperty.call(message, "leaderTransfer"))
+                    object.leaderTransfer = message.leaderTransfer;
+                if (message.target != null && $Object.hasOwnProperty.call(message, "target"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.target = typeof message.target === "number" ? $BigInt(message.target) : $util.Long.fromBits(message.target.low >>> 0, message.target.high >>> 0, true).toBigInt();
+                    else if (typeof message.target === "number")
+                        object.target = options.longs === $String ? $String(message.target) : message.target;
+                    else
+                        object.target = options.longs === $String ? $util.Long.prototype.toString.call(message.target) : options.longs === $Number ? new $util.LongBits(message.target.low >>> 0, message.target.high >>> 0).toNumber(true) : message.target;
+                if (message.snapshot != null && $Object.hasOwnProperty.call(message, "snapshot"))
+                    object.snapshot = $root.cairn.v1.RaftSnapshotChunk.toObject(message.snapshot, options, _depth + 1);
+                return object;
+            };
+
+            RaftMessage.prototype.toJSON = function() {
+                return RaftMessage.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            return RaftMessage;
+        })();
+
+        v1.PeerHello = (function() {
+
+            var PeerHello = function (properties) {
+                if (properties)
+                    for (var keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            PeerHello.prototype.clusterId = "";
+            PeerHello.prototype.fromNode = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            PeerHello.prototype.toNode = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            PeerHello.prototype.protocolVersion = 0;
+
+            PeerHello.create = function(properties) {
+                return new PeerHello(properties);
+            };
+
+            PeerHello.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.clusterId != null && $Object.hasOwnProperty.call(message, "clusterId") && message.clusterId !== "")
+                    writer.uint32(10).string(message.clusterId);
+                if (message.fromNode != null && $Object.hasOwnProperty.call(message, "fromNode") && (typeof message.fromNode === "object" ? message.fromNode.low || message.fromNode.high : message.fromNode !== 0))
+                    writer.uint32(16).uint64(message.fromNode);
+                if (message.toNode != null && $Object.hasOwnProperty.call(message, "toNode") && (typeof message.toNode === "object" ? message.toNode.low || message.toNode.high : message.toNode !== 0))
+                    writer.uint32(24).uint64(message.toNode);
+                if (message.protocolVersion != null && $Object.hasOwnProperty.call(message, "protocolVersion") && message.protocolVersion !== 0)
+                    writer.uint32(32).uint32(message.protocolVersion);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (var i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            PeerHello.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.cairn.v1.PeerHello();
+                while (reader.pos < end) {
+                    var start = reader.pos;
+                    var tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    var wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.clusterId = value;
+                            else
+                                delete message.clusterId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.fromNode = value;
+                            else
+                                delete message.fromNode;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.toNode = value;
+                            else
+                                delete message.toNode;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.protocolVersion = value;
+                            else
+                                delete message.protocolVersion;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            PeerHello.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.clusterId != null && $Object.hasOwnProperty.call(message, "clusterId"))
+                    if (!$util.isString(message.clusterId))
+                        return "clusterId: string expected";
+                if (message.fromNode != null && $Object.hasOwnProperty.call(message, "fromNode"))
+                    if (!$util.isInteger(message.fromNode) && !(message.fromNode && $util.isInteger(message.fromNode.low) && $util.isInteger(message.fromNode.high)))
+                        return "fromNode: integer|Long expected";
+                if (message.toNode != null && $Object.hasOwnProperty.call(message, "toNode"))
+                    if (!$util.isInteger(message.toNode) && !(message.toNode && $util.isInteger(message.toNode.low) && $util.isInteger(message.toNode.high)))
+                        return "toNode: integer|Long expected";
+                if (message.protocolVersion != null && $Object.hasOwnProperty.call(message, "protocolVersion"))
+                    if (!$util.isInteger(message.protocolVersion))
+                        return "protocolVersion: integer expected";
+                return null;
+            };
+
+            PeerHello.fromObject = function (object, _depth) {
+                if (object instanceof $root.cairn.v1.PeerHello)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".cairn.v1.PeerHello: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var message = new $root.cairn.v1.PeerHello();
+                if (object.clusterId != null)
+                    if (typeof object.clusterId !== "string" || object.clusterId.length)
+                        message.clusterId = $String(object.clusterId);
+                if (object.fromNode != null)
+                    if (typeof object.fromNode === "object" ? object.fromNode.low || object.fromNode.high : $Number(object.fromNode) !== 0)
+                        if ($util.Long)
+                            message.fromNode = $util.Long.fromValue(object.fromNode, true);
+                        else if (typeof object.fromNode === "string")
+                            message.fromNode = $parseInt(object.fromNode, 10);
+                        else if (typeof object.fromNode === "number")
+                            message.fromNode = object.fromNode;
+                        else if (typeof object.fromNode === "object")
+                            message.fromNode = new $util.LongBits(object.fromNode.low >>> 0, object.fromNode.high >>> 0).toNumber(true);
+                if (object.toNode != null)
+                    if (typeof object.toNode === "object" ? object.toNode.low || object.toNode.high : $Number(object.toNode) !== 0)
+                        if ($util.Long)
+                            message.toNode = $util.Long.fromValue(object.toNode, true);
+                        else if (typeof object.toNode === "string")
+                            message.toNode = $parseInt(object.toNode, 10);
+                        else if (typeof object.toNode === "number")
+                            message.toNode = object.toNode;
+                        else if (typeof object.toNode === "object")
+                            message.toNode = new $util.LongBits(object.toNode.low >>> 0, object.toNode.high >>> 0).toNumber(true);
+                if (object.protocolVersion != null)
+                    if ($Number(object.protocolVersion) !== 0)
+                        message.protocolVersion = object.protocolVersion >>> 0;
+                return message;
+            };
+
+            PeerHello.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var object = {};
+                if (options.defaults) {
+                    object.clusterId = "";
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.fromNode = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.fromNode = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.toNode = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.toNode = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    object.protocolVersion = 0;
+                }
+                if (message.clusterId != null && $Object.hasOwnProperty.call(message, "clusterId"))
+                    object.clusterId = message.clusterId;
+                if (message.fromNode != null && $Object.hasOwnProperty.call(message, "fromNode"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.fromNode = typeof message.fromNode === "number" ? $BigInt(message.fromNode) : $util.Long.fromBits(message.fromNode.low >>> 0, message.fromNode.high >>> 0, true).toBigInt();
+                    else if (typeof message.fromNode === "number")
+                        object.fromNode = options.longs === $String ? $String(message.fromNode) : message.fromNode;
+                    else
+                        object.fromNode = options.longs === $String ? $util.Long.prototype.toString.call(message.fromNode) : options.longs === $Number ? new $util.LongBits(message.fromNode.low >>> 0, message.fromNode.high >>> 0).toNumber(true) : message.fromNode;
+                if (message.toNode != null && $Object.hasOwnProperty.call(message, "toNode"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.toNode = typeof message.toNode === "number" ? $BigInt(message.toNode) : $util.Long.fromBits(message.toNode.low >>> 0, message.toNode.high >>> 0, true).toBigInt();
+                    else if (typeof message.toNode === "number")
+                        object.toNode = options.longs === $String ? $String(message.toNode) : message.toNode;
+                    else
+                        object.toNode = options.longs === $String ? $util.Long.prototype.toString.call(message.toNode) : options.longs === $Number ? new $util.LongBits(message.toNode.low >>> 0, message.toNode.high >>> 0).toNumber(true) : message.toNode;
+                if (message.protocolVersion != null && $Object.hasOwnProperty.call(message, "protocolVersion"))
+                    object.protocolVersion = message.protocolVersion;
+                return object;
+            };
+
+            PeerHello.prototype.toJSON = function() {
+                return PeerHello.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            return PeerHello;
+        })();
+
+        v1.RaftStoreIdentity = (function() {
+
+            var RaftStoreIdentity = function (properties) {
+                if (properties)
+                    for (var keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            RaftStoreIdentity.prototype.clusterId = "";
+            RaftStoreIdentity.prototype.nodeId = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            RaftStoreIdentity.prototype.formatVersion = 0;
+
+            RaftStoreIdentity.create = function(properties) {
+                return new RaftStoreIdentity(properties);
+            };
+
+            RaftStoreIdentity.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.clusterId != null && $Object.hasOwnProperty.call(message, "clusterId") && message.clusterId !== "")
+                    writer.uint32(10).string(message.clusterId);
+                if (message.nodeId != null && $Object.hasOwnProperty.call(message, "nodeId") && (typeof message.nodeId === "object" ? message.nodeId.low || message.nodeId.high : message.nodeId !== 0))
+                    writer.uint32(16).uint64(message.nodeId);
+                if (message.formatVersion != null && $Object.hasOwnProperty.call(message, "formatVersion") && message.formatVersion !== 0)
+                    writer.uint32(24).uint32(message.formatVersion);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (var i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            RaftStoreIdentity.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.cairn.v1.RaftStoreIdentity();
+                while (reader.pos < end) {
+                    var start = reader.pos;
+                    var tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    var wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.clusterId = value;
+                            else
+                                delete message.clusterId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.nodeId = value;
+                            else
+                                delete message.nodeId;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.uint32())
+                                message.formatVersion = value;
+                            else
+                                delete message.formatVersion;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            RaftStoreIdentity.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.clusterId != null && $Object.hasOwnProperty.call(message, "clusterId"))
+                    if (!$util.isString(message.clusterId))
+                        return "clusterId: string expected";
+                if (message.nodeId != null && $Object.hasOwnProperty.call(message, "nodeId"))
+                    if (!$util.isInteger(message.nodeId) && !(message.nodeId && $util.isInteger(message.nodeId.low) && $util.isInteger(message.nodeId.high)))
+                        return "nodeId: integer|Long expected";
+                if (message.formatVersion != null && $Object.hasOwnProperty.call(message, "formatVersion"))
+                    if (!$util.isInteger(message.formatVersion))
+                        return "formatVersion: integer expected";
+                return null;
+            };
+
+            RaftStoreIdentity.fromObject = function (object, _depth) {
+                if (object instanceof $root.cairn.v1.RaftStoreIdentity)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".cairn.v1.RaftStoreIdentity: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var message = new $root.cairn.v1.RaftStoreIdentity();
+                if (object.clusterId != null)
+                    if (typeof object.clusterId !== "string" || object.clusterId.length)
+                        message.clusterId = $String(object.clusterId);
+                if (object.nodeId != null)
+                    if (typeof object.nodeId === "object" ? object.nodeId.low || object.nodeId.high : $Number(object.nodeId) !== 0)
+                        if ($util.Long)
+                            message.nodeId = $util.Long.fromValue(object.nodeId, true);
+                        else if (typeof object.nodeId === "string")
+                            message.nodeId = $parseInt(object.nodeId, 10);
+                        else if (typeof object.nodeId === "number")
+                            message.nodeId = object.nodeId;
+                        else if (typeof object.nodeId === "object")
+                            message.nodeId = new $util.LongBits(object.nodeId.low >>> 0, object.nodeId.high >>> 0).toNumber(true);
+                if (object.formatVersion != null)
+                    if ($Number(object.formatVersion) !== 0)
+                        message.formatVersion = object.formatVersion >>> 0;
+                return message;
+            };
+
+            RaftStoreIdentity.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var object = {};
+                if (options.defaults) {
+                    object.clusterId = "";
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.nodeId = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.nodeId = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    object.formatVersion = 0;
+                }
+                if (message.clusterId != null && $Object.hasOwnProperty.call(message, "clusterId"))
+                    object.clusterId = message.clusterId;
+                if (message.nodeId != null && $Object.hasOwnProperty.call(message, "nodeId"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.nodeId = typeof message.nodeId === "number" ? $BigInt(message.nodeId) : $util.Long.fromBits(message.nodeId.low >>> 0, message.nodeId.high >>> 0, true).toBigInt();
+                    else if (typeof message.nodeId === "number")
+                        object.nodeId = options.longs === $String ? $String(message.nodeId) : message.nodeId;
+                    else
+                        object.nodeId = options.longs === $String ? $util.Long.prototype.toString.call(message.nodeId) : options.longs === $Number ? new $util.LongBits(message.nodeId.low >>> 0, message.nodeId.high >>> 0).toNumber(true) : message.nodeId;
+                if (message.formatVersion != null && $Object.hasOwnProperty.call(message, "formatVersion"))
+                    object.formatVersion = message.formatVersion;
+                return object;
+            };
+
+            RaftStoreIdentity.prototype.toJSON = function() {
+                return RaftStoreIdentity.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            return RaftStoreIdentity;
+        })();
+
+        v1.RaftStoredSnapshot = (function() {
+
+            var RaftStoredSnapshot = function (properties) {
+                if (properties)
+                    for (var keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            RaftStoredSnapshot.prototype.metadata = null;
+            RaftStoredSnapshot.prototype.data = $util.newBuffer([]);
+
+            RaftStoredSnapshot.create = function(properties) {
+                return new RaftStoredSnapshot(properties);
+            };
+
+            RaftStoredSnapshot.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.metadata != null && $Object.hasOwnProperty.call(message, "metadata"))
+                    $root.cairn.v1.RaftSnapshotMetadata.encode(message.metadata, writer.uint32(10).fork(), _depth + 1).ldelim();
+                if (message.data != null && $Object.hasOwnProperty.call(message, "data") && message.data.length)
+                    writer.uint32(18).bytes(message.data);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (var i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            RaftStoredSnapshot.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.cairn.v1.RaftStoredSnapshot();
+                while (reader.pos < end) {
+                    var start = reader.pos;
+                    var tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    var wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            message.metadata = $root.cairn.v1.RaftSnapshotMetadata.decode(reader, reader.size(), $undefined, _depth + 1, message.metadata);
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.bytes()).length)
+                                message.data = value;
+                            else
+                                delete message.data;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            RaftStoredSnapshot.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.metadata != null && $Object.hasOwnProperty.call(message, "metadata")) {
+                    var error = $root.cairn.v1.RaftSnapshotMetadata.verify(message.metadata, _depth + 1);
+                    if (error)
+                        return "metadata." + error;
+                }
+                if (message.data != null && $Object.hasOwnProperty.call(message, "data"))
+                    if (!(message.data && typeof message.data.length === "number" || $util.isString(message.data)))
+                        return "data: buffer expected";
+                return null;
+            };
+
+            RaftStoredSnapshot.fromObject = function (object, _depth) {
+                if (object instanceof $root.cairn.v1.RaftStoredSnapshot)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".cairn.v1.RaftStoredSnapshot: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var message = new $root.cairn.v1.RaftStoredSnapshot();
+                if (object.metadata != null) {
+                    if (!$util.isObject(object.metadata))
+                        throw $TypeError(".cairn.v1.RaftStoredSnapshot.metadata: object expected");
+                    message.metadata = $root.cairn.v1.RaftSnapshotMetadata.fromObject(object.metadata, _depth + 1);
+                }
+                if (object.data != null)
+                    if (object.data.length)
+                        if (typeof object.data === "string")
+                            $util.base64.decode(object.data, message.data = $util.newBuffer($util.base64.length(object.data)), 0);
+                        else if (object.data.length >= 0)
+                            message.data = object.data;
+                return message;
+            };
+
+            RaftStoredSnapshot.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var object = {};
+                if (options.defaults) {
+                    object.metadata = null;
+                    if (options.bytes === $String)
+                        object.data = "";
+                    else {
+                        object.data = [];
+                        if (options.bytes !== $Array)
+                            object.data = $util.newBuffer(object.data);
+                    }
+                }
+                if (message.metadata != null && $Object.hasOwnProperty.call(message, "metadata"))
+                    object.metadata = $root.cairn.v1.RaftSnapshotMetadata.toObject(message.metadata, options, _depth + 1);
+                if (message.data != null && $Object.hasOwnProperty.call(message, "data"))
+                    object.data = options.bytes === $String ? $util.base64.encode(message.data, 0, message.data.length) : options.bytes === $Array ? $Array.prototype.slice.call(message.data) : message.data;
+                return object;
+            };
+
+            RaftStoredSnapshot.prototype.toJSON = function() {
+                return RaftStoredSnapshot.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            return RaftStoredSnapshot;
+        })();
+
+        v1.RaftLogAnchor = (function() {
+
+            var RaftLogAnchor = function (properties) {
+                if (properties)
+                    for (var keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            RaftLogAnchor.prototype.index = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            RaftLogAnchor.prototype.term = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+            RaftLogAnchor.create = function(properties) {
+                return new RaftLogAnchor(properties);
+            };
+
+            RaftLogAnchor.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.index != null && $Object.hasOwnProperty.call(message, "index") && (typeof message.index === "object" ? message.index.low || message.index.high : message.index !== 0))
+                    writer.uint32(8).uint64(message.index);
+                if (message.term != null && $Object.hasOwnProperty.call(message, "term") && (typeof message.term === "object" ? message.term.low || message.term.high : message.term !== 0))
+                    writer.uint32(16).uint64(message.term);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (var i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            RaftLogAnchor.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.cairn.v1.RaftLogAnchor();
+                while (reader.pos < end) {
+                    var start = reader.pos;
+                    var tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    var wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.index = value;
+                            else
+                                delete message.index;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.term = value;
+                            else
+                                delete message.term;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            RaftLogAnchor.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.index != null && $Object.hasOwnProperty.call(message, "index"))
+                    if (!$util.isInteger(message.index) && !(message.index && $util.isInteger(message.index.low) && $util.isInteger(message.index.high)))
+                        return "index: integer|Long expected";
+                if (message.term != null && $Object.hasOwnProperty.call(message, "term"))
+                    if (!$util.isInteger(message.term) && !(message.term && $util.isInteger(message.term.low) && $util.isInteger(message.term.high)))
+                        return "term: integer|Long expected";
+                return null;
+            };
+
+            RaftLogAnchor.fromObject = function (object, _depth) {
+                if (object instanceof $root.cairn.v1.RaftLogAnchor)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".cairn.v1.RaftLogAnchor: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var message = new $root.cairn.v1.RaftLogAnchor();
+                if (object.index != null)
+                    if (typeof object.index === "object" ? object.index.low || object.index.high : $Number(object.index) !== 0)
+                        if ($util.Long)
+                            message.index = $util.Long.fromValue(object.index, true);
+                        else if (typeof object.index === "string")
+                            message.index = $parseInt(object.index, 10);
+                        else if (typeof object.index === "number")
+                            message.index = object.index;
+                        else if (typeof object.index === "object")
+                            message.index = new $util.LongBits(object.index.low >>> 0, object.index.high >>> 0).toNumber(true);
+                if (object.term != null)
+                    if (typeof object.term === "object" ? object.term.low || object.term.high : $Number(object.term) !== 0)
+                        if ($util.Long)
+                            message.term = $util.Long.fromValue(object.term, true);
+                        else if (typeof object.term === "string")
+                            message.term = $parseInt(object.term, 10);
+                        else if (typeof object.term === "number")
+                            message.term = object.term;
+                        else if (typeof object.term === "object")
+                            message.term = new $util.LongBits(object.term.low >>> 0, object.term.high >>> 0).toNumber(true);
+                return message;
+            };
+
+            RaftLogAnchor.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var object = {};
+                if (options.defaults) {
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.index = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.index = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.term = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.term = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                }
+                if (message.index != null && $Object.hasOwnProperty.call(message, "index"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.index = typeof message.index === "number" ? $BigInt(message.index) : $util.Long.fromBits(message.index.low >>> 0, message.index.high >>> 0, true).toBigInt();
+                    else if (typeof message.index === "number")
+                        object.index = options.longs === $String ? $String(message.index) : message.index;
+                    else
+                        object.index = options.longs === $String ? $util.Long.prototype.toString.call(message.index) : options.longs === $Number ? new $util.LongBits(message.index.low >>> 0, message.index.high >>> 0).toNumber(true) : message.index;
+                if (message.term != null && $Object.hasOwnProperty.call(message, "term"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.term = typeof message.term === "number" ? $BigInt(message.term) : $util.Long.fromBits(message.term.low >>> 0, message.term.high >>> 0, true).toBigInt();
+                    else if (typeof message.term === "number")
+                        object.term = options.longs === $String ? $String(message.term) : message.term;
+                    else
+                        object.term = options.longs === $String ? $util.Long.prototype.toString.call(message.term) : options.longs === $Number ? new $util.LongBits(message.term.low >>> 0, message.term.high >>> 0).toNumber(true) : message.term;
+                return object;
+            };
+
+            RaftLogAnchor.prototype.toJSON = function() {
+                return RaftLogAnchor.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            return RaftLogAnchor;
+        })();
+
+        v1.KvRequest = (function() {
+
+            var KvRequest = function (properties) {
+                if (properties)
+                    for (var keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            KvRequest.prototype.callId = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            KvRequest.prototype.propose = null;
+            KvRequest.prototype.readKey = null;
+            KvRequest.prototype.status = null;
+
+            var $oneOfFields;
+
+            $Object.defineProperty(KvRequest.prototype, "body", {
+                get: $util.oneOfGetter($oneOfFields = ["propose", "readKey", "status"]),
+                set: $util.oneOfSetter($oneOfFields)
+            });
+
+            KvRequest.create = function(properties) {
+                return new KvRequest(properties);
+            };
+
+            KvRequest.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.callId != null && $Object.hasOwnProperty.call(message, "callId") && (typeof message.callId === "object" ? message.callId.low || message.callId.high : message.callId !== 0))
+                    writer.uint32(8).uint64(message.callId);
+                if (message.propose != null && $Object.hasOwnProperty.call(message, "propose"))
+                    writer.uint32(82).bytes(message.propose);
+                if (message.readKey != null && $Object.hasOwnProperty.call(message, "readKey"))
+                    writer.uint32(90).string(message.readKey);
+                if (message.status != null && $Object.hasOwnProperty.call(message, "status"))
+                    writer.uint32(96).bool(message.status);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (var i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            KvRequest.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.cairn.v1.KvRequest();
+                while (reader.pos < end) {
+                    var start = reader.pos;
+                    var tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    var wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.callId = value;
+                            else
+                                delete message.callId;
+                            continue;
+                        }
+                    case 10: {
+                            if (wireType !== 2)
+                                break;
+                            message.propose = reader.bytes();
+                            message.body = "propose";
+                            continue;
+                        }
+                    case 11: {
+                            if (wireType !== 2)
+                                break;
+                            message.readKey = reader.stringVerify();
+                            message.body = "readKey";
+                            continue;
+                        }
+                    case 12: {
+                            if (wireType !== 0)
+                                break;
+                            message.status = reader.bool();
+                            message.body = "status";
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            KvRequest.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                var properties = {};
+                if (message.callId != null && $Object.hasOwnProperty.call(message, "callId"))
+                    if (!$util.isInteger(message.callId) && !(message.callId && $util.isInteger(message.callId.low) && $util.isInteger(message.callId.high)))
+                        return "callId: integer|Long expected";
+                if (message.propose != null && $Object.hasOwnProperty.call(message, "propose")) {
+                    properties.body = 1;
+                    if (!(message.propose && typeof message.propose.length === "number" || $util.isString(message.propose)))
+                        return "propose: buffer expected";
+                }
+                if (message.readKey != null && $Object.hasOwnProperty.call(message, "readKey")) {
+                    if (properties.body === 1)
+                        return "body: multiple values";
+                    properties.body = 1;
+                    if (!$util.isString(message.readKey))
+                        return "readKey: string expected";
+                }
+                if (message.status != null && $Object.hasOwnProperty.call(message, "status")) {
+                    if (properties.body === 1)
+                        return "body: multiple values";
+                    properties.body = 1;
+                    if (typeof message.status !== "boolean")
+                        return "status: boolean expected";
+                }
+                return null;
+            };
+
+            KvRequest.fromObject = function (object, _depth) {
+                if (object instanceof $root.cairn.v1.KvRequest)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".cairn.v1.KvRequest: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var message = new $root.cairn.v1.KvRequest();
+                if (object.callId != null)
+                    if (typeof object.callId === "object" ? object.callId.low || object.callId.high : $Number(object.callId) !== 0)
+                        if ($util.Long)
+                            message.callId = $util.Long.fromValue(object.callId, true);
+                        else if (typeof object.callId === "string")
+                            message.callId = $parseInt(object.callId, 10);
+                        else if (typeof object.callId === "number")
+                            message.callId = object.callId;
+                        else if (typeof object.callId === "object")
+                            message.callId = new $util.LongBits(object.callId.low >>> 0, object.callId.high >>> 0).toNumber(true);
+                if (object.propose != null)
+                    if (typeof object.propose === "string")
+                        $util.base64.decode(object.propose, message.propose = $util.newBuffer($util.base64.length(object.propose)), 0);
+                    else if (object.propose.length >= 0)
+                        message.propose = object.propose;
+                if (object.readKey != null)
+                    message.readKey = $String(object.readKey);
+                if (object.status != null)
+                    message.status = $Boolean(object.status);
+                return message;
+            };
+
+            KvRequest.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var object = {};
+                if (options.defaults)
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.callId = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.callId = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                if (message.callId != null && $Object.hasOwnProperty.call(message, "callId"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.callId = typeof message.callId === "number" ? $BigInt(message.callId) : $util.Long.fromBits(message.callId.low >>> 0, message.callId.high >>> 0, true).toBigInt();
+                    else if (typeof message.callId === "number")
+                        object.callId = options.longs === $String ? $String(message.callId) : message.callId;
+                    else
+                        object.callId = options.longs === $String ? $util.Long.prototype.toString.call(message.callId) : options.longs === $Number ? new $util.LongBits(message.callId.low >>> 0, message.callId.high >>> 0).toNumber(true) : message.callId;
+                if (message.propose != null && $Object.hasOwnProperty.call(message, "propose")) {
+                    object.propose = options.bytes === $String ? $util.base64.encode(message.propose, 0, message.propose.length) : options.bytes === $Array ? $Array.prototype.slice.call(message.propose) : message.propose;
+                    if (options.oneofs)
+                        object.body = "propose";
+                }
+                if (message.readKey != null && $Object.hasOwnProperty.call(message, "readKey")) {
+                    object.readKey = message.readKey;
+                    if (options.oneofs)
+                        object.body = "readKey";
+                }
+                if (message.status != null && $Object.hasOwnProperty.call(message, "status")) {
+                    object.status = message.status;
+                    if (options.oneofs)
+                        object.body = "status";
+                }
+                return object;
+            };
+
+            KvRequest.prototype.toJSON = function() {
+                return KvRequest.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            return KvRequest;
+        })();
+
+        v1.KvError = (function() {
+
+            var KvError = function (properties) {
+                if (properties)
+                    for (var keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            KvError.prototype.code = "";
+            KvError.prototype.message = "";
+            KvError.prototype.retryable = false;
+            KvError.prototype.leaderId = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            KvError.prototype.outcomeUnknown = false;
+
+            KvError.create = function(properties) {
+                return new KvError(properties);
+            };
+
+            KvError.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.code != null && $Object.hasOwnProperty.call(message, "code") && message.code !== "")
+                    writer.uint32(10).string(message.code);
+                if (message.message != null && $Object.hasOwnProperty.call(message, "message") && message.message !== "")
+                    writer.uint32(18).string(message.message);
+                if (message.retryable != null && $Object.hasOwnProperty.call(message, "retryable") && message.retryable !== false)
+                    writer.uint32(24).bool(message.retryable);
+                if (message.leaderId != null && $Object.hasOwnProperty.call(message, "leaderId") && (typeof message.leaderId === "object" ? message.leaderId.low || message.leaderId.high : message.leaderId !== 0))
+                    writer.uint32(32).uint64(message.leaderId);
+                if (message.outcomeUnknown != null && $Object.hasOwnProperty.call(message, "outcomeUnknown") && message.outcomeUnknown !== false)
+                    writer.uint32(40).bool(message.outcomeUnknown);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (var i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            KvError.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.cairn.v1.KvError();
+                while (reader.pos < end) {
+                    var start = reader.pos;
+                    var tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    var wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.code = value;
+                            else
+                                delete message.code;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.message = value;
+                            else
+                                delete message.message;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.bool())
+                                message.retryable = value;
+                            else
+                                delete message.retryable;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.leaderId = value;
+                            else
+                                delete message.leaderId;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.bool())
+                                message.outcomeUnknown = value;
+                            else
+                                delete message.outcomeUnknown;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            KvError.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.code != null && $Object.hasOwnProperty.call(message, "code"))
+                    if (!$util.isString(message.code))
+                        return "code: string expected";
+                if (message.message != null && $Object.hasOwnProperty.call(message, "message"))
+                    if (!$util.isString(message.message))
+                        return "message: string expected";
+                if (message.retryable != null && $Object.hasOwnProperty.call(message, "retryable"))
+                    if (typeof message.retryable !== "boolean")
+                        return "retryable: boolean expected";
+                if (message.leaderId != null && $Object.hasOwnProperty.call(message, "leaderId"))
+                    if (!$util.isInteger(message.leaderId) && !(message.leaderId && $util.isInteger(message.leaderId.low) && $util.isInteger(message.leaderId.high)))
+                        return "leaderId: integer|Long expected";
+                if (message.outcomeUnknown != null && $Object.hasOwnProperty.call(message, "outcomeUnknown"))
+                    if (typeof message.outcomeUnknown !== "boolean")
+                        return "outcomeUnknown: boolean expected";
+                return null;
+            };
+
+            KvError.fromObject = function (object, _depth) {
+                if (object instanceof $root.cairn.v1.KvError)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".cairn.v1.KvError: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var message = new $root.cairn.v1.KvError();
+                if (object.code != null)
+                    if (typeof object.code !== "string" || object.code.length)
+                        message.code = $String(object.code);
+                if (object.message != null)
+                    if (typeof object.message !== "string" || object.message.length)
+                        message.message = $String(object.message);
+                if (object.retryable != null)
+                    if (object.retryable)
+                        message.retryable = $Boolean(object.retryable);
+                if (object.leaderId != null)
+                    if (typeof object.leaderId === "object" ? object.leaderId.low || object.leaderId.high : $Number(object.leaderId) !== 0)
+                        if ($util.Long)
+                            message.leaderId = $util.Long.fromValue(object.leaderId, true);
+                        else if (typeof object.leaderId === "string")
+                            message.leaderId = $parseInt(object.leaderId, 10);
+                        else if (typeof object.leaderId === "number")
+                            message.leaderId = object.leaderId;
+                        else if (typeof object.leaderId === "object")
+                            message.leaderId = new $util.LongBits(object.leaderId.low >>> 0, object.leaderId.high >>> 0).toNumber(true);
+                if (object.outcomeUnknown != null)
+                    if (object.outcomeUnknown)
+                        message.outcomeUnknown = $Boolean(object.outcomeUnknown);
+                return message;
+            };
+
+            KvError.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var object = {};
+                if (options.defaults) {
+                    object.code = "";
+                    object.message = "";
+                    object.retryable = false;
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.leaderId = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.leaderId = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    object.outcomeUnknown = false;
+                }
+                if (message.code != null && $Object.hasOwnProperty.call(message, "code"))
+                    object.code = message.code;
+                if (message.message != null && $Object.hasOwnProperty.call(message, "message"))
+                    object.message = message.message;
+                if (message.retryable != null && $Object.hasOwnProperty.call(message, "retryable"))
+                    object.retryable = message.retryable;
+                if (message.leaderId != null && $Object.hasOwnProperty.call(message, "leaderId"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.leaderId = typeof message.leaderId === "number" ? $BigInt(message.leaderId) : $util.Long.fromBits(message.leaderId.low >>> 0, message.leaderId.high >>> 0, true).toBigInt();
+                    else if (typeof message.leaderId === "number")
+                        object.leaderId = options.longs === $String ? $String(message.leaderId) : message.leaderId;
+                    else
+                        object.leaderId = options.longs === $String ? $util.Long.prototype.toString.call(message.leaderId) : options.longs === $Number ? new $util.LongBits(message.leaderId.low >>> 0, message.leaderId.high >>> 0).toNumber(true) : message.leaderId;
+                if (message.outcomeUnknown != null && $Object.hasOwnProperty.call(message, "outcomeUnknown"))
+                    object.outcomeUnknown = message.outcomeUnknown;
+                return object;
+            };
+
+            KvError.prototype.toJSON = function() {
+                return KvError.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            return KvError;
+        })();
+
+        v1.KvReadValue = (function() {
+
+            var KvReadValue = function (properties) {
+                if (properties)
+                    for (var keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            KvReadValue.prototype.present = false;
+            KvReadValue.prototype.value = "";
+
+            KvReadValue.create = function(properties) {
+                return new KvReadValue(properties);
+            };
+
+            KvReadValue.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.present != null && $Object.hasOwnProperty.call(message, "present") && message.present !== false)
+                    writer.uint32(8).bool(message.present);
+                if (message.value != null && $Object.hasOwnProperty.call(message, "value") && message.value !== "")
+                    writer.uint32(18).string(message.value);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (var i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            KvReadValue.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.cairn.v1.KvReadValue();
+                while (reader.pos < end) {
+                    var start = reader.pos;
+                    var tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    var wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (value = reader.bool())
+                                message.present = value;
+                            else
+                                delete message.present;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.value = value;
+                            else
+                                delete message.value;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            KvReadValue.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.present != null && $Object.hasOwnProperty.call(message, "present"))
+                    if (typeof message.present !== "boolean")
+                        return "present: boolean expected";
+                if (message.value != null && $Object.hasOwnProperty.call(message, "value"))
+                    if (!$util.isString(message.value))
+                        return "value: string expected";
+                return null;
+            };
+
+            KvReadValue.fromObject = function (object, _depth) {
+                if (object instanceof $root.cairn.v1.KvReadValue)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".cairn.v1.KvReadValue: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var message = new $root.cairn.v1.KvReadValue();
+                if (object.present != null)
+                    if (object.present)
+                        message.present = $Boolean(object.present);
+                if (object.value != null)
+                    if (typeof object.value !== "string" || object.value.length)
+                        message.value = $String(object.value);
+                return message;
+            };
+
+            KvReadValue.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var object = {};
+                if (options.defaults) {
+                    object.present = false;
+                    object.value = "";
+                }
+                if (message.present != null && $Object.hasOwnProperty.call(message, "present"))
+                    object.present = message.present;
+                if (message.value != null && $Object.hasOwnProperty.call(message, "value"))
+                    object.value = message.value;
+                return object;
+            };
+
+            KvReadValue.prototype.toJSON = function() {
+                return KvReadValue.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            return KvReadValue;
+        })();
+
+        v1.KvStatus = (function() {
+
+            var KvStatus = function (properties) {
+                if (properties)
+                    for (var keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            KvStatus.prototype.nodeId = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            KvStatus.prototype.leaderId = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            KvStatus.prototype.term = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            KvStatus.prototype.commit = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            KvStatus.prototype.applied = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            KvStatus.prototype.role = "";
+
+            KvStatus.create = function(properties) {
+                return new KvStatus(properties);
+            };
+
+            KvStatus.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.nodeId != null && $Object.hasOwnProperty.call(message, "nodeId") && (typeof message.nodeId === "object" ? message.nodeId.low || message.nodeId.high : message.nodeId !== 0))
+                    writer.uint32(8).uint64(message.nodeId);
+                if (message.leaderId != null && $Object.hasOwnProperty.call(message, "leaderId") && (typeof message.leaderId === "object" ? message.leaderId.low || message.leaderId.high : message.leaderId !== 0))
+                    writer.uint32(16).uint64(message.leaderId);
+                if (message.term != null && $Object.hasOwnProperty.call(message, "term") && (typeof message.term === "object" ? message.term.low || message.term.high : message.term !== 0))
+                    writer.uint32(24).uint64(message.term);
+                if (message.commit != null && $Object.hasOwnProperty.call(message, "commit") && (typeof message.commit === "object" ? message.commit.low || message.commit.high : message.commit !== 0))
+                    writer.uint32(32).uint64(message.commit);
+                if (message.applied != null && $Object.hasOwnProperty.call(message, "applied") && (typeof message.applied === "object" ? message.applied.low || message.applied.high : message.applied !== 0))
+                    writer.uint32(40).uint64(message.applied);
+                if (message.role != null && $Object.hasOwnProperty.call(message, "role") && message.role !== "")
+                    writer.uint32(50).string(message.role);
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (var i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            KvStatus.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.cairn.v1.KvStatus();
+                while (reader.pos < end) {
+                    var start = reader.pos;
+                    var tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    var wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.nodeId = value;
+                            else
+                                delete message.nodeId;
+                            continue;
+                        }
+                    case 2: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.leaderId = value;
+                            else
+                                delete message.leaderId;
+                            continue;
+                        }
+                    case 3: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.term = value;
+                            else
+                                delete message.term;
+                            continue;
+                        }
+                    case 4: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.commit = value;
+                            else
+                                delete message.commit;
+                            continue;
+                        }
+                    case 5: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.applied = value;
+                            else
+                                delete message.applied;
+                            continue;
+                        }
+                    case 6: {
+                            if (wireType !== 2)
+                                break;
+                            if ((value = reader.stringVerify()).length)
+                                message.role = value;
+                            else
+                                delete message.role;
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            KvStatus.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                if (message.nodeId != null && $Object.hasOwnProperty.call(message, "nodeId"))
+                    if (!$util.isInteger(message.nodeId) && !(message.nodeId && $util.isInteger(message.nodeId.low) && $util.isInteger(message.nodeId.high)))
+                        return "nodeId: integer|Long expected";
+                if (message.leaderId != null && $Object.hasOwnProperty.call(message, "leaderId"))
+                    if (!$util.isInteger(message.leaderId) && !(message.leaderId && $util.isInteger(message.leaderId.low) && $util.isInteger(message.leaderId.high)))
+                        return "leaderId: integer|Long expected";
+                if (message.term != null && $Object.hasOwnProperty.call(message, "term"))
+                    if (!$util.isInteger(message.term) && !(message.term && $util.isInteger(message.term.low) && $util.isInteger(message.term.high)))
+                        return "term: integer|Long expected";
+                if (message.commit != null && $Object.hasOwnProperty.call(message, "commit"))
+                    if (!$util.isInteger(message.commit) && !(message.commit && $util.isInteger(message.commit.low) && $util.isInteger(message.commit.high)))
+                        return "commit: integer|Long expected";
+                if (message.applied != null && $Object.hasOwnProperty.call(message, "applied"))
+                    if (!$util.isInteger(message.applied) && !(message.applied && $util.isInteger(message.applied.low) && $util.isInteger(message.applied.high)))
+                        return "applied: integer|Long expected";
+                if (message.role != null && $Object.hasOwnProperty.call(message, "role"))
+                    if (!$util.isString(message.role))
+                        return "role: string expected";
+                return null;
+            };
+
+            KvStatus.fromObject = function (object, _depth) {
+                if (object instanceof $root.cairn.v1.KvStatus)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".cairn.v1.KvStatus: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var message = new $root.cairn.v1.KvStatus();
+                if (object.nodeId != null)
+                    if (typeof object.nodeId === "object" ? object.nodeId.low || object.nodeId.high : $Number(object.nodeId) !== 0)
+                        if ($util.Long)
+                            message.nodeId = $util.Long.fromValue(object.nodeId, true);
+                        else if (typeof object.nodeId === "string")
+                            message.nodeId = $parseInt(object.nodeId, 10);
+                        else if (typeof object.nodeId === "number")
+                            message.nodeId = object.nodeId;
+                        else if (typeof object.nodeId === "object")
+                            message.nodeId = new $util.LongBits(object.nodeId.low >>> 0, object.nodeId.high >>> 0).toNumber(true);
+                if (object.leaderId != null)
+                    if (typeof object.leaderId === "object" ? object.leaderId.low || object.leaderId.high : $Number(object.leaderId) !== 0)
+                        if ($util.Long)
+                            message.leaderId = $util.Long.fromValue(object.leaderId, true);
+                        else if (typeof object.leaderId === "string")
+                            message.leaderId = $parseInt(object.leaderId, 10);
+                        else if (typeof object.leaderId === "number")
+                            message.leaderId = object.leaderId;
+                        else if (typeof object.leaderId === "object")
+                            message.leaderId = new $util.LongBits(object.leaderId.low >>> 0, object.leaderId.high >>> 0).toNumber(true);
+                if (object.term != null)
+                    if (typeof object.term === "object" ? object.term.low || object.term.high : $Number(object.term) !== 0)
+                        if ($util.Long)
+                            message.term = $util.Long.fromValue(object.term, true);
+                        else if (typeof object.term === "string")
+                            message.term = $parseInt(object.term, 10);
+                        else if (typeof object.term === "number")
+                            message.term = object.term;
+                        else if (typeof object.term === "object")
+                            message.term = new $util.LongBits(object.term.low >>> 0, object.term.high >>> 0).toNumber(true);
+                if (object.commit != null)
+                    if (typeof object.commit === "object" ? object.commit.low || object.commit.high : $Number(object.commit) !== 0)
+                        if ($util.Long)
+                            message.commit = $util.Long.fromValue(object.commit, true);
+                        else if (typeof object.commit === "string")
+                            message.commit = $parseInt(object.commit, 10);
+                        else if (typeof object.commit === "number")
+                            message.commit = object.commit;
+                        else if (typeof object.commit === "object")
+                            message.commit = new $util.LongBits(object.commit.low >>> 0, object.commit.high >>> 0).toNumber(true);
+                if (object.applied != null)
+                    if (typeof object.applied === "object" ? object.applied.low || object.applied.high : $Number(object.applied) !== 0)
+                        if ($util.Long)
+                            message.applied = $util.Long.fromValue(object.applied, true);
+                        else if (typeof object.applied === "string")
+                            message.applied = $parseInt(object.applied, 10);
+                        else if (typeof object.applied === "number")
+                            message.applied = object.applied;
+                        else if (typeof object.applied === "object")
+                            message.applied = new $util.LongBits(object.applied.low >>> 0, object.applied.high >>> 0).toNumber(true);
+                if (object.role != null)
+                    if (typeof object.role !== "string" || object.role.length)
+                        message.role = $String(object.role);
+                return message;
+            };
+
+            KvStatus.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var object = {};
+                if (options.defaults) {
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.nodeId = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.nodeId = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.leaderId = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.leaderId = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.term = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.term = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.commit = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.commit = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.applied = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.applied = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                    object.role = "";
+                }
+                if (message.nodeId != null && $Object.hasOwnProperty.call(message, "nodeId"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.nodeId = typeof message.nodeId === "number" ? $BigInt(message.nodeId) : $util.Long.fromBits(message.nodeId.low >>> 0, message.nodeId.high >>> 0, true).toBigInt();
+                    else if (typeof message.nodeId === "number")
+                        object.nodeId = options.longs === $String ? $String(message.nodeId) : message.nodeId;
+                    else
+                        object.nodeId = options.longs === $String ? $util.Long.prototype.toString.call(message.nodeId) : options.longs === $Number ? new $util.LongBits(message.nodeId.low >>> 0, message.nodeId.high >>> 0).toNumber(true) : message.nodeId;
+                if (message.leaderId != null && $Object.hasOwnProperty.call(message, "leaderId"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.leaderId = typeof message.leaderId === "number" ? $BigInt(message.leaderId) : $util.Long.fromBits(message.leaderId.low >>> 0, message.leaderId.high >>> 0, true).toBigInt();
+                    else if (typeof message.leaderId === "number")
+                        object.leaderId = options.longs === $String ? $String(message.leaderId) : message.leaderId;
+                    else
+                        object.leaderId = options.longs === $String ? $util.Long.prototype.toString.call(message.leaderId) : options.longs === $Number ? new $util.LongBits(message.leaderId.low >>> 0, message.leaderId.high >>> 0).toNumber(true) : message.leaderId;
+                if (message.term != null && $Object.hasOwnProperty.call(message, "term"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.term = typeof message.term === "number" ? $BigInt(message.term) : $util.Long.fromBits(message.term.low >>> 0, message.term.high >>> 0, true).toBigInt();
+                    else if (typeof message.term === "number")
+                        object.term = options.longs === $String ? $String(message.term) : message.term;
+                    else
+                        object.term = options.longs === $String ? $util.Long.prototype.toString.call(message.term) : options.longs === $Number ? new $util.LongBits(message.term.low >>> 0, message.term.high >>> 0).toNumber(true) : message.term;
+                if (message.commit != null && $Object.hasOwnProperty.call(message, "commit"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.commit = typeof message.commit === "number" ? $BigInt(message.commit) : $util.Long.fromBits(message.commit.low >>> 0, message.commit.high >>> 0, true).toBigInt();
+                    else if (typeof message.commit === "number")
+                        object.commit = options.longs === $String ? $String(message.commit) : message.commit;
+                    else
+                        object.commit = options.longs === $String ? $util.Long.prototype.toString.call(message.commit) : options.longs === $Number ? new $util.LongBits(message.commit.low >>> 0, message.commit.high >>> 0).toNumber(true) : message.commit;
+                if (message.applied != null && $Object.hasOwnProperty.call(message, "applied"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.applied = typeof message.applied === "number" ? $BigInt(message.applied) : $util.Long.fromBits(message.applied.low >>> 0, message.applied.high >>> 0, true).toBigInt();
+                    else if (typeof message.applied === "number")
+                        object.applied = options.longs === $String ? $String(message.applied) : message.applied;
+                    else
+                        object.applied = options.longs === $String ? $util.Long.prototype.toString.call(message.applied) : options.longs === $Number ? new $util.LongBits(message.applied.low >>> 0, message.applied.high >>> 0).toNumber(true) : message.applied;
+                if (message.role != null && $Object.hasOwnProperty.call(message, "role"))
+                    object.role = message.role;
+                return object;
+            };
+
+            KvStatus.prototype.toJSON = function() {
+                return KvStatus.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            return KvStatus;
+        })();
+
+        v1.KvResponse = (function() {
+
+            var KvResponse = function (properties) {
+                if (properties)
+                    for (var keys = $Object.keys(properties), i = 0; i < keys.length; ++i)
+                        if (properties[keys[i]] != null && keys[i] !== "__proto__")
+                            this[keys[i]] = properties[keys[i]];
+            };
+
+            KvResponse.prototype.callId = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+            KvResponse.prototype.error = null;
+            KvResponse.prototype.result = null;
+            KvResponse.prototype.read = null;
+            KvResponse.prototype.status = null;
+
+            var $oneOfFields;
+
+            $Object.defineProperty(KvResponse.prototype, "body", {
+                get: $util.oneOfGetter($oneOfFields = ["error", "result", "read", "status"]),
+                set: $util.oneOfSetter($oneOfFields)
+            });
+
+            KvResponse.create = function(properties) {
+                return new KvResponse(properties);
+            };
+
+            KvResponse.encode = function (message, writer, _depth) {
+                if (!writer)
+                    writer = $Writer.create();
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                if (message.callId != null && $Object.hasOwnProperty.call(message, "callId") && (typeof message.callId === "object" ? message.callId.low || message.callId.high : message.callId !== 0))
+                    writer.uint32(8).uint64(message.callId);
+                if (message.error != null && $Object.hasOwnProperty.call(message, "error"))
+                    $root.cairn.v1.KvError.encode(message.error, writer.uint32(82).fork(), _depth + 1).ldelim();
+                if (message.result != null && $Object.hasOwnProperty.call(message, "result"))
+                    writer.uint32(90).bytes(message.result);
+                if (message.read != null && $Object.hasOwnProperty.call(message, "read"))
+                    $root.cairn.v1.KvReadValue.encode(message.read, writer.uint32(98).fork(), _depth + 1).ldelim();
+                if (message.status != null && $Object.hasOwnProperty.call(message, "status"))
+                    $root.cairn.v1.KvStatus.encode(message.status, writer.uint32(106).fork(), _depth + 1).ldelim();
+                if (message.$unknowns != null && $Object.hasOwnProperty.call(message, "$unknowns"))
+                    for (var i = 0; i < message.$unknowns.length; ++i)
+                        writer.raw(message.$unknowns[i]);
+                return writer;
+            };
+
+            KvResponse.decode = function (reader, length, _end, _depth, _target) {
+                if (!(reader instanceof $Reader))
+                    reader = $Reader.create(reader);
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $Reader.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var end, message, value;
+                if (length === $undefined)
+                    end = reader.len;
+                else {
+                    end = reader.pos + length;
+                    if (end > reader.len)
+                        throw $RangeError("index out of range");
+                    length = reader.len;
+                    reader.len = end;
+                }
+                message = _target || new $root.cairn.v1.KvResponse();
+                while (reader.pos < end) {
+                    var start = reader.pos;
+                    var tag = reader.tag();
+                    if (tag === _end) {
+                        _end = $undefined;
+                        break;
+                    }
+                    var wireType = tag & 7;
+                    switch (tag >>>= 3) {
+                    case 1: {
+                            if (wireType !== 0)
+                                break;
+                            if (typeof (value = reader.uint64()) === "object" ? value.low || value.high : value !== 0)
+                                message.callId = value;
+                            else
+                                delete message.callId;
+                            continue;
+                        }
+                    case 10: {
+                            if (wireType !== 2)
+                                break;
+                            message.error = $root.cairn.v1.KvError.decode(reader, reader.size(), $undefined, _depth + 1, message.error);
+                            message.body = "error";
+                            continue;
+                        }
+                    case 11: {
+                            if (wireType !== 2)
+                                break;
+                            message.result = reader.bytes();
+                            message.body = "result";
+                            continue;
+                        }
+                    case 12: {
+                            if (wireType !== 2)
+                                break;
+                            message.read = $root.cairn.v1.KvReadValue.decode(reader, reader.size(), $undefined, _depth + 1, message.read);
+                            message.body = "read";
+                            continue;
+                        }
+                    case 13: {
+                            if (wireType !== 2)
+                                break;
+                            message.status = $root.cairn.v1.KvStatus.decode(reader, reader.size(), $undefined, _depth + 1, message.status);
+                            message.body = "status";
+                            continue;
+                        }
+                    }
+                    reader.skipType(wireType, _depth, tag);
+                    if (!reader.discardUnknown) {
+                        $util.makeProp(message, "$unknowns", false);
+                        (message.$unknowns || (message.$unknowns = [])).push(reader.raw(start, reader.pos));
+                    }
+                }
+                if (length !== $undefined) {
+                    if (reader.pos !== end)
+                        throw $RangeError("index out of range");
+                    reader.len = length;
+                }
+                if (_end !== $undefined)
+                    throw $Error("missing end group");
+                return message;
+            };
+
+            KvResponse.verify = function (message, _depth) {
+                if (typeof message !== "object" || message === null)
+                    return "object expected";
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    return "max depth exceeded";
+                var properties = {};
+                if (message.callId != null && $Object.hasOwnProperty.call(message, "callId"))
+                    if (!$util.isInteger(message.callId) && !(message.callId && $util.isInteger(message.callId.low) && $util.isInteger(message.callId.high)))
+                        return "callId: integer|Long expected";
+                if (message.error != null && $Object.hasOwnProperty.call(message, "error")) {
+                    properties.body = 1;
+                    {
+                        var error = $root.cairn.v1.KvError.verify(message.error, _depth + 1);
+                        if (error)
+                            return "error." + error;
+                    }
+                }
+                if (message.result != null && $Object.hasOwnProperty.call(message, "result")) {
+                    if (properties.body === 1)
+                        return "body: multiple values";
+                    properties.body = 1;
+                    if (!(message.result && typeof message.result.length === "number" || $util.isString(message.result)))
+                        return "result: buffer expected";
+                }
+                if (message.read != null && $Object.hasOwnProperty.call(message, "read")) {
+                    if (properties.body === 1)
+                        return "body: multiple values";
+                    properties.body = 1;
+                    {
+                        var error = $root.cairn.v1.KvReadValue.verify(message.read, _depth + 1);
+                        if (error)
+                            return "read." + error;
+                    }
+                }
+                if (message.status != null && $Object.hasOwnProperty.call(message, "status")) {
+                    if (properties.body === 1)
+                        return "body: multiple values";
+                    properties.body = 1;
+                    {
+                        var error = $root.cairn.v1.KvStatus.verify(message.status, _depth + 1);
+                        if (error)
+                            return "status." + error;
+                    }
+                }
+                return null;
+            };
+
+            KvResponse.fromObject = function (object, _depth) {
+                if (object instanceof $root.cairn.v1.KvResponse)
+                    return object;
+                if (!$util.isObject(object))
+                    throw $TypeError(".cairn.v1.KvResponse: object expected");
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var message = new $root.cairn.v1.KvResponse();
+                if (object.callId != null)
+                    if (typeof object.callId === "object" ? object.callId.low || object.callId.high : $Number(object.callId) !== 0)
+                        if ($util.Long)
+                            message.callId = $util.Long.fromValue(object.callId, true);
+                        else if (typeof object.callId === "string")
+                            message.callId = $parseInt(object.callId, 10);
+                        else if (typeof object.callId === "number")
+                            message.callId = object.callId;
+                        else if (typeof object.callId === "object")
+                            message.callId = new $util.LongBits(object.callId.low >>> 0, object.callId.high >>> 0).toNumber(true);
+                if (object.error != null) {
+                    if (!$util.isObject(object.error))
+                        throw $TypeError(".cairn.v1.KvResponse.error: object expected");
+                    message.error = $root.cairn.v1.KvError.fromObject(object.error, _depth + 1);
+                }
+                if (object.result != null)
+                    if (typeof object.result === "string")
+                        $util.base64.decode(object.result, message.result = $util.newBuffer($util.base64.length(object.result)), 0);
+                    else if (object.result.length >= 0)
+                        message.result = object.result;
+                if (object.read != null) {
+                    if (!$util.isObject(object.read))
+                        throw $TypeError(".cairn.v1.KvResponse.read: object expected");
+                    message.read = $root.cairn.v1.KvReadValue.fromObject(object.read, _depth + 1);
+                }
+                if (object.status != null) {
+                    if (!$util.isObject(object.status))
+                        throw $TypeError(".cairn.v1.KvResponse.status: object expected");
+                    message.status = $root.cairn.v1.KvStatus.fromObject(object.status, _depth + 1);
+                }
+                return message;
+            };
+
+            KvResponse.toObject = function (message, options, _depth) {
+                if (!options)
+                    options = {};
+                if (_depth === $undefined)
+                    _depth = 0;
+                if (_depth > $util.recursionLimit)
+                    throw $Error("max depth exceeded");
+                var object = {};
+                if (options.defaults)
+                    if ($util.Long) {
+                        var long = new $util.Long(0, 0, true);
+                        object.callId = options.longs === $String ? long.toString() : options.longs === $Number ? long.toNumber() : typeof $BigInt !== "undefined" && options.longs === $BigInt ? long.toBigInt() : long;
+                    } else
+                        object.callId = options.longs === $String ? "0" : typeof $BigInt !== "undefined" && options.longs === $BigInt ? $BigInt("0") : 0;
+                if (message.callId != null && $Object.hasOwnProperty.call(message, "callId"))
+                    if (typeof $BigInt !== "undefined" && options.longs === $BigInt)
+                        object.callId = typeof message.callId === "number" ? $BigInt(message.callId) : $util.Long.fromBits(message.callId.low >>> 0, message.callId.high >>> 0, true).toBigInt();
+                    else if (typeof message.callId === "number")
+                        object.callId = options.longs === $String ? $String(message.callId) : message.callId;
+                    else
+                        object.callId = options.longs === $String ? $util.Long.prototype.toString.call(message.callId) : options.longs === $Number ? new $util.LongBits(message.callId.low >>> 0, message.callId.high >>> 0).toNumber(true) : message.callId;
+                if (message.error != null && $Object.hasOwnProperty.call(message, "error")) {
+                    object.error = $root.cairn.v1.KvError.toObject(message.error, options, _depth + 1);
+                    if (options.oneofs)
+                        object.body = "error";
+                }
+                if (message.result != null && $Object.hasOwnProperty.call(message, "result")) {
+                    object.result = options.bytes === $String ? $util.base64.encode(message.result, 0, message.result.length) : options.bytes === $Array ? $Array.prototype.slice.call(message.result) : message.result;
+                    if (options.oneofs)
+                        object.body = "result";
+                }
+                if (message.read != null && $Object.hasOwnProperty.call(message, "read")) {
+                    object.read = $root.cairn.v1.KvReadValue.toObject(message.read, options, _depth + 1);
+                    if (options.oneofs)
+                        object.body = "read";
+                }
+                if (message.status != null && $Object.hasOwnProperty.call(message, "status")) {
+                    object.status = $root.cairn.v1.KvStatus.toObject(message.status, options, _depth + 1);
+                    if (options.oneofs)
+                        object.body = "status";
+                }
+                return object;
+            };
+
+            KvResponse.prototype.toJSON = function() {
+                return KvResponse.toObject(this, $protobuf.util.toJSONOptions);
+            };
+
+            return KvResponse;
+        })();
+
         return v1;
     })();
 

@@ -2770,5 +2770,1800 @@ export namespace cairn {
               $unknowns?: Uint8Array[];
             };
         }
+
+        /** RaftEntryType enum. */
+        enum RaftEntryType {
+
+            /** RAFT_ENTRY_TYPE_UNSPECIFIED value */
+            RAFT_ENTRY_TYPE_UNSPECIFIED = 0,
+
+            /** RAFT_ENTRY_TYPE_NORMAL value */
+            RAFT_ENTRY_TYPE_NORMAL = 1,
+
+            /** RAFT_ENTRY_TYPE_CONF_CHANGE value */
+            RAFT_ENTRY_TYPE_CONF_CHANGE = 2
+        }
+
+        /**
+         * Properties of a RaftEntry.
+         * @deprecated Use cairn.v1.RaftEntry.$Properties instead.
+         */
+        interface IRaftEntry extends cairn.v1.RaftEntry.$Properties {
+        }
+
+        /** Represents a RaftEntry. */
+        class RaftEntry {
+
+            /**
+             * Constructs a new RaftEntry.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: cairn.v1.RaftEntry.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** RaftEntry term. */
+            term: (number|Long);
+
+            /** RaftEntry index. */
+            index: (number|Long);
+
+            /** RaftEntry type. */
+            type: cairn.v1.RaftEntryType;
+
+            /** RaftEntry data. */
+            data: Uint8Array;
+
+            /**
+             * Creates a new RaftEntry instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns RaftEntry instance
+             */
+            static create(properties: cairn.v1.RaftEntry.$Shape): cairn.v1.RaftEntry & cairn.v1.RaftEntry.$Shape;
+            static create(properties?: cairn.v1.RaftEntry.$Properties): cairn.v1.RaftEntry;
+
+            /**
+             * Encodes the specified RaftEntry message. Does not implicitly {@link cairn.v1.RaftEntry.verify|verify} messages.
+             * @param message RaftEntry message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: cairn.v1.RaftEntry.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a RaftEntry message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {cairn.v1.RaftEntry & cairn.v1.RaftEntry.$Shape} RaftEntry
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): cairn.v1.RaftEntry & cairn.v1.RaftEntry.$Shape;
+
+            /**
+             * Verifies a RaftEntry message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates a RaftEntry message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns RaftEntry
+             */
+            static fromObject(object: { [k: string]: any }): cairn.v1.RaftEntry;
+
+            /**
+             * Creates a plain object from a RaftEntry message. Also converts values to other types if specified.
+             * @param message RaftEntry
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: cairn.v1.RaftEntry, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this RaftEntry to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+        }
+
+        namespace RaftEntry {
+
+            /** Properties of a RaftEntry. */
+            interface $Properties {
+
+                /** RaftEntry term */
+                term?: (number|Long|null);
+
+                /** RaftEntry index */
+                index?: (number|Long|null);
+
+                /** RaftEntry type */
+                type?: (cairn.v1.RaftEntryType|null);
+
+                /** RaftEntry data */
+                data?: (Uint8Array|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a RaftEntry. */
+            type $Shape = cairn.v1.RaftEntry.$Properties;
+        }
+
+        /**
+         * Properties of a RaftHardState.
+         * @deprecated Use cairn.v1.RaftHardState.$Properties instead.
+         */
+        interface IRaftHardState extends cairn.v1.RaftHardState.$Properties {
+        }
+
+        /** Represents a RaftHardState. */
+        class RaftHardState {
+
+            /**
+             * Constructs a new RaftHardState.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: cairn.v1.RaftHardState.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** RaftHardState term. */
+            term: (number|Long);
+
+            /** RaftHardState vote. */
+            vote: (number|Long);
+
+            /** RaftHardState commit. */
+            commit: (number|Long);
+
+            /**
+             * Creates a new RaftHardState instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns RaftHardState instance
+             */
+            static create(properties: cairn.v1.RaftHardState.$Shape): cairn.v1.RaftHardState & cairn.v1.RaftHardState.$Shape;
+            static create(properties?: cairn.v1.RaftHardState.$Properties): cairn.v1.RaftHardState;
+
+            /**
+             * Encodes the specified RaftHardState message. Does not implicitly {@link cairn.v1.RaftHardState.verify|verify} messages.
+             * @param message RaftHardState message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: cairn.v1.RaftHardState.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a RaftHardState message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {cairn.v1.RaftHardState & cairn.v1.RaftHardState.$Shape} RaftHardState
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): cairn.v1.RaftHardState & cairn.v1.RaftHardState.$Shape;
+
+            /**
+             * Verifies a RaftHardState message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates a RaftHardState message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns RaftHardState
+             */
+            static fromObject(object: { [k: string]: any }): cairn.v1.RaftHardState;
+
+            /**
+             * Creates a plain object from a RaftHardState message. Also converts values to other types if specified.
+             * @param message RaftHardState
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: cairn.v1.RaftHardState, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this RaftHardState to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+        }
+
+        namespace RaftHardState {
+
+            /** Properties of a RaftHardState. */
+            interface $Properties {
+
+                /** RaftHardState term */
+                term?: (number|Long|null);
+
+                /** RaftHardState vote */
+                vote?: (number|Long|null);
+
+                /** RaftHardState commit */
+                commit?: (number|Long|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a RaftHardState. */
+            type $Shape = cairn.v1.RaftHardState.$Properties;
+        }
+
+        /**
+         * Properties of a RaftConfState.
+         * @deprecated Use cairn.v1.RaftConfState.$Properties instead.
+         */
+        interface IRaftConfState extends cairn.v1.RaftConfState.$Properties {
+        }
+
+        /** Represents a RaftConfState. */
+        class RaftConfState {
+
+            /**
+             * Constructs a new RaftConfState.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: cairn.v1.RaftConfState.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** RaftConfState voters. */
+            voters: (number|Long)[];
+
+            /** RaftConfState votersOutgoing. */
+            votersOutgoing: (number|Long)[];
+
+            /** RaftConfState learners. */
+            learners: (number|Long)[];
+
+            /** RaftConfState learnersNext. */
+            learnersNext: (number|Long)[];
+
+            /** RaftConfState autoLeave. */
+            autoLeave: boolean;
+
+            /**
+             * Creates a new RaftConfState instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns RaftConfState instance
+             */
+            static create(properties: cairn.v1.RaftConfState.$Shape): cairn.v1.RaftConfState & cairn.v1.RaftConfState.$Shape;
+            static create(properties?: cairn.v1.RaftConfState.$Properties): cairn.v1.RaftConfState;
+
+            /**
+             * Encodes the specified RaftConfState message. Does not implicitly {@link cairn.v1.RaftConfState.verify|verify} messages.
+             * @param message RaftConfState message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: cairn.v1.RaftConfState.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a RaftConfState message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {cairn.v1.RaftConfState & cairn.v1.RaftConfState.$Shape} RaftConfState
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): cairn.v1.RaftConfState & cairn.v1.RaftConfState.$Shape;
+
+            /**
+             * Verifies a RaftConfState message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates a RaftConfState message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns RaftConfState
+             */
+            static fromObject(object: { [k: string]: any }): cairn.v1.RaftConfState;
+
+            /**
+             * Creates a plain object from a RaftConfState message. Also converts values to other types if specified.
+             * @param message RaftConfState
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: cairn.v1.RaftConfState, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this RaftConfState to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+        }
+
+        namespace RaftConfState {
+
+            /** Properties of a RaftConfState. */
+            interface $Properties {
+
+                /** RaftConfState voters */
+                voters?: ((number|Long)[]|null);
+
+                /** RaftConfState votersOutgoing */
+                votersOutgoing?: ((number|Long)[]|null);
+
+                /** RaftConfState learners */
+                learners?: ((number|Long)[]|null);
+
+                /** RaftConfState learnersNext */
+                learnersNext?: ((number|Long)[]|null);
+
+                /** RaftConfState autoLeave */
+                autoLeave?: (boolean|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a RaftConfState. */
+            type $Shape = cairn.v1.RaftConfState.$Properties;
+        }
+
+        /**
+         * Properties of a RaftSnapshotMetadata.
+         * @deprecated Use cairn.v1.RaftSnapshotMetadata.$Properties instead.
+         */
+        interface IRaftSnapshotMetadata extends cairn.v1.RaftSnapshotMetadata.$Properties {
+        }
+
+        /** Represents a RaftSnapshotMetadata. */
+        class RaftSnapshotMetadata {
+
+            /**
+             * Constructs a new RaftSnapshotMetadata.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: cairn.v1.RaftSnapshotMetadata.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** RaftSnapshotMetadata index. */
+            index: (number|Long);
+
+            /** RaftSnapshotMetadata term. */
+            term: (number|Long);
+
+            /** RaftSnapshotMetadata confState. */
+            confState?: (cairn.v1.RaftConfState.$Properties|null);
+
+            /**
+             * Creates a new RaftSnapshotMetadata instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns RaftSnapshotMetadata instance
+             */
+            static create(properties: cairn.v1.RaftSnapshotMetadata.$Shape): cairn.v1.RaftSnapshotMetadata & cairn.v1.RaftSnapshotMetadata.$Shape;
+            static create(properties?: cairn.v1.RaftSnapshotMetadata.$Properties): cairn.v1.RaftSnapshotMetadata;
+
+            /**
+             * Encodes the specified RaftSnapshotMetadata message. Does not implicitly {@link cairn.v1.RaftSnapshotMetadata.verify|verify} messages.
+             * @param message RaftSnapshotMetadata message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: cairn.v1.RaftSnapshotMetadata.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a RaftSnapshotMetadata message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {cairn.v1.RaftSnapshotMetadata & cairn.v1.RaftSnapshotMetadata.$Shape} RaftSnapshotMetadata
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): cairn.v1.RaftSnapshotMetadata & cairn.v1.RaftSnapshotMetadata.$Shape;
+
+            /**
+             * Verifies a RaftSnapshotMetadata message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates a RaftSnapshotMetadata message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns RaftSnapshotMetadata
+             */
+            static fromObject(object: { [k: string]: any }): cairn.v1.RaftSnapshotMetadata;
+
+            /**
+             * Creates a plain object from a RaftSnapshotMetadata message. Also converts values to other types if specified.
+             * @param message RaftSnapshotMetadata
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: cairn.v1.RaftSnapshotMetadata, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this RaftSnapshotMetadata to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+        }
+
+        namespace RaftSnapshotMetadata {
+
+            /** Properties of a RaftSnapshotMetadata. */
+            interface $Properties {
+
+                /** RaftSnapshotMetadata index */
+                index?: (number|Long|null);
+
+                /** RaftSnapshotMetadata term */
+                term?: (number|Long|null);
+
+                /** RaftSnapshotMetadata confState */
+                confState?: (cairn.v1.RaftConfState.$Properties|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a RaftSnapshotMetadata. */
+            type $Shape = cairn.v1.RaftSnapshotMetadata.$Properties;
+        }
+
+        /**
+         * Properties of a RaftSnapshotChunk.
+         * @deprecated Use cairn.v1.RaftSnapshotChunk.$Properties instead.
+         */
+        interface IRaftSnapshotChunk extends cairn.v1.RaftSnapshotChunk.$Properties {
+        }
+
+        /** Represents a RaftSnapshotChunk. */
+        class RaftSnapshotChunk {
+
+            /**
+             * Constructs a new RaftSnapshotChunk.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: cairn.v1.RaftSnapshotChunk.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** RaftSnapshotChunk metadata. */
+            metadata?: (cairn.v1.RaftSnapshotMetadata.$Properties|null);
+
+            /** RaftSnapshotChunk totalBytes. */
+            totalBytes: (number|Long);
+
+            /** RaftSnapshotChunk offset. */
+            offset: (number|Long);
+
+            /** RaftSnapshotChunk data. */
+            data: Uint8Array;
+
+            /**
+             * Creates a new RaftSnapshotChunk instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns RaftSnapshotChunk instance
+             */
+            static create(properties: cairn.v1.RaftSnapshotChunk.$Shape): cairn.v1.RaftSnapshotChunk & cairn.v1.RaftSnapshotChunk.$Shape;
+            static create(properties?: cairn.v1.RaftSnapshotChunk.$Properties): cairn.v1.RaftSnapshotChunk;
+
+            /**
+             * Encodes the specified RaftSnapshotChunk message. Does not implicitly {@link cairn.v1.RaftSnapshotChunk.verify|verify} messages.
+             * @param message RaftSnapshotChunk message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: cairn.v1.RaftSnapshotChunk.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a RaftSnapshotChunk message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {cairn.v1.RaftSnapshotChunk & cairn.v1.RaftSnapshotChunk.$Shape} RaftSnapshotChunk
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): cairn.v1.RaftSnapshotChunk & cairn.v1.RaftSnapshotChunk.$Shape;
+
+            /**
+             * Verifies a RaftSnapshotChunk message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates a RaftSnapshotChunk message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns RaftSnapshotChunk
+             */
+            static fromObject(object: { [k: string]: any }): cairn.v1.RaftSnapshotChunk;
+
+            /**
+             * Creates a plain object from a RaftSnapshotChunk message. Also converts values to other types if specified.
+             * @param message RaftSnapshotChunk
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: cairn.v1.RaftSnapshotChunk, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this RaftSnapshotChunk to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+        }
+
+        namespace RaftSnapshotChunk {
+
+            /** Properties of a RaftSnapshotChunk. */
+            interface $Properties {
+
+                /** RaftSnapshotChunk metadata */
+                metadata?: (cairn.v1.RaftSnapshotMetadata.$Properties|null);
+
+                /** RaftSnapshotChunk totalBytes */
+                totalBytes?: (number|Long|null);
+
+                /** RaftSnapshotChunk offset */
+                offset?: (number|Long|null);
+
+                /** RaftSnapshotChunk data */
+                data?: (Uint8Array|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a RaftSnapshotChunk. */
+            type $Shape = cairn.v1.RaftSnapshotChunk.$Properties;
+        }
+
+        /** RaftMessageType enum. */
+        enum RaftMessageType {
+
+            /** RAFT_MESSAGE_TYPE_UNSPECIFIED value */
+            RAFT_MESSAGE_TYPE_UNSPECIFIED = 0,
+
+            /** RAFT_MESSAGE_TYPE_PROP value */
+            RAFT_MESSAGE_TYPE_PROP = 1,
+
+            /** RAFT_MESSAGE_TYPE_APP value */
+            RAFT_MESSAGE_TYPE_APP = 2,
+
+            /** RAFT_MESSAGE_TYPE_APP_RESP value */
+            RAFT_MESSAGE_TYPE_APP_RESP = 3,
+
+            /** RAFT_MESSAGE_TYPE_VOTE value */
+            RAFT_MESSAGE_TYPE_VOTE = 4,
+
+            /** RAFT_MESSAGE_TYPE_VOTE_RESP value */
+            RAFT_MESSAGE_TYPE_VOTE_RESP = 5,
+
+            /** RAFT_MESSAGE_TYPE_PRE_VOTE value */
+            RAFT_MESSAGE_TYPE_PRE_VOTE = 6,
+
+            /** RAFT_MESSAGE_TYPE_PRE_VOTE_RESP value */
+            RAFT_MESSAGE_TYPE_PRE_VOTE_RESP = 7,
+
+            /** RAFT_MESSAGE_TYPE_SNAP value */
+            RAFT_MESSAGE_TYPE_SNAP = 8,
+
+            /** RAFT_MESSAGE_TYPE_SNAP_RESP value */
+            RAFT_MESSAGE_TYPE_SNAP_RESP = 9,
+
+            /** RAFT_MESSAGE_TYPE_HEARTBEAT value */
+            RAFT_MESSAGE_TYPE_HEARTBEAT = 10,
+
+            /** RAFT_MESSAGE_TYPE_HEARTBEAT_RESP value */
+            RAFT_MESSAGE_TYPE_HEARTBEAT_RESP = 11,
+
+            /** RAFT_MESSAGE_TYPE_TRANSFER_LEADER value */
+            RAFT_MESSAGE_TYPE_TRANSFER_LEADER = 12,
+
+            /** RAFT_MESSAGE_TYPE_TIMEOUT_NOW value */
+            RAFT_MESSAGE_TYPE_TIMEOUT_NOW = 13,
+
+            /** RAFT_MESSAGE_TYPE_READ_INDEX value */
+            RAFT_MESSAGE_TYPE_READ_INDEX = 14,
+
+            /** RAFT_MESSAGE_TYPE_READ_INDEX_RESP value */
+            RAFT_MESSAGE_TYPE_READ_INDEX_RESP = 15
+        }
+
+        /**
+         * Properties of a RaftMessage.
+         * @deprecated Use cairn.v1.RaftMessage.$Properties instead.
+         */
+        interface IRaftMessage extends cairn.v1.RaftMessage.$Properties {
+        }
+
+        /** Represents a RaftMessage. */
+        class RaftMessage {
+
+            /**
+             * Constructs a new RaftMessage.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: cairn.v1.RaftMessage.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** RaftMessage type. */
+            type: cairn.v1.RaftMessageType;
+
+            /** RaftMessage to. */
+            to: (number|Long);
+
+            /** RaftMessage from. */
+            from: (number|Long);
+
+            /** RaftMessage term. */
+            term: (number|Long);
+
+            /** RaftMessage logTerm. */
+            logTerm: (number|Long);
+
+            /** RaftMessage index. */
+            index: (number|Long);
+
+            /** RaftMessage entries. */
+            entries: cairn.v1.RaftEntry.$Properties[];
+
+            /** RaftMessage commit. */
+            commit: (number|Long);
+
+            /** RaftMessage reject. */
+            reject: boolean;
+
+            /** RaftMessage rejectHint. */
+            rejectHint: (number|Long);
+
+            /** RaftMessage context. */
+            context: Uint8Array;
+
+            /** RaftMessage leaderTransfer. */
+            leaderTransfer: boolean;
+
+            /** RaftMessage target. */
+            target: (number|Long);
+
+            /** RaftMessage snapshot. */
+            snapshot?: (cairn.v1.RaftSnapshotChunk.$Properties|null);
+
+            /**
+             * Creates a new RaftMessage instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns RaftMessage instance
+             */
+            static create(properties: cairn.v1.RaftMessage.$Shape): cairn.v1.RaftMessage & cairn.v1.RaftMessage.$Shape;
+            static create(properties?: cairn.v1.RaftMessage.$Properties): cairn.v1.RaftMessage;
+
+            /**
+             * Encodes the specified RaftMessage message. Does not implicitly {@link cairn.v1.RaftMessage.verify|verify} messages.
+             * @param message RaftMessage message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: cairn.v1.RaftMessage.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a RaftMessage message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {cairn.v1.RaftMessage & cairn.v1.RaftMessage.$Shape} RaftMessage
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): cairn.v1.RaftMessage & cairn.v1.RaftMessage.$Shape;
+
+            /**
+             * Verifies a RaftMessage message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates a RaftMessage message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns RaftMessage
+             */
+            static fromObject(object: { [k: string]: any }): cairn.v1.RaftMessage;
+
+            /**
+             * Creates a plain object from a RaftMessage message. Also converts values to other types if specified.
+             * @param message RaftMessage
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: cairn.v1.RaftMessage, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this RaftMessage to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+        }
+
+        namespace RaftMessage {
+
+            /** Properties of a RaftMessage. */
+            interface $Properties {
+
+                /** RaftMessage type */
+                type?: (cairn.v1.RaftMessageType|null);
+
+                /** RaftMessage to */
+                to?: (number|Long|null);
+
+                /** RaftMessage from */
+                from?: (number|Long|null);
+
+                /** RaftMessage term */
+                term?: (number|Long|null);
+
+                /** RaftMessage logTerm */
+                logTerm?: (number|Long|null);
+
+                /** RaftMessage index */
+                index?: (number|Long|null);
+
+                /** RaftMessage entries */
+                entries?: (cairn.v1.RaftEntry.$Properties[]|null);
+
+                /** RaftMessage commit */
+                commit?: (number|Long|null);
+
+                /** RaftMessage reject */
+                reject?: (boolean|null);
+
+                /** RaftMessage rejectHint */
+                rejectHint?: (number|Long|null);
+
+                /** RaftMessage context */
+                context?: (Uint8Array|null);
+
+                /** RaftMessage leaderTransfer */
+                leaderTransfer?: (boolean|null);
+
+                /** RaftMessage target */
+                target?: (number|Long|null);
+
+                /** RaftMessage snapshot */
+                snapshot?: (cairn.v1.RaftSnapshotChunk.$Properties|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a RaftMessage. */
+            type $Shape = cairn.v1.RaftMessage.$Properties;
+        }
+
+        /**
+         * Properties of a PeerHello.
+         * @deprecated Use cairn.v1.PeerHello.$Properties instead.
+         */
+        interface IPeerHello extends cairn.v1.PeerHello.$Properties {
+        }
+
+        /** Represents a PeerHello. */
+        class PeerHello {
+
+            /**
+             * Constructs a new PeerHello.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: cairn.v1.PeerHello.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** PeerHello clusterId. */
+            clusterId: string;
+
+            /** PeerHello fromNode. */
+            fromNode: (number|Long);
+
+            /** PeerHello toNode. */
+            toNode: (number|Long);
+
+            /** PeerHello protocolVersion. */
+            protocolVersion: number;
+
+            /**
+             * Creates a new PeerHello instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns PeerHello instance
+             */
+            static create(properties: cairn.v1.PeerHello.$Shape): cairn.v1.PeerHello & cairn.v1.PeerHello.$Shape;
+            static create(properties?: cairn.v1.PeerHello.$Properties): cairn.v1.PeerHello;
+
+            /**
+             * Encodes the specified PeerHello message. Does not implicitly {@link cairn.v1.PeerHello.verify|verify} messages.
+             * @param message PeerHello message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: cairn.v1.PeerHello.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a PeerHello message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {cairn.v1.PeerHello & cairn.v1.PeerHello.$Shape} PeerHello
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): cairn.v1.PeerHello & cairn.v1.PeerHello.$Shape;
+
+            /**
+             * Verifies a PeerHello message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates a PeerHello message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns PeerHello
+             */
+            static fromObject(object: { [k: string]: any }): cairn.v1.PeerHello;
+
+            /**
+             * Creates a plain object from a PeerHello message. Also converts values to other types if specified.
+             * @param message PeerHello
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: cairn.v1.PeerHello, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this PeerHello to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+        }
+
+        namespace PeerHello {
+
+            /** Properties of a PeerHello. */
+            interface $Properties {
+
+                /** PeerHello clusterId */
+                clusterId?: (string|null);
+
+                /** PeerHello fromNode */
+                fromNode?: (number|Long|null);
+
+                /** PeerHello toNode */
+                toNode?: (number|Long|null);
+
+                /** PeerHello protocolVersion */
+                protocolVersion?: (number|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a PeerHello. */
+            type $Shape = cairn.v1.PeerHello.$Properties;
+        }
+
+        /**
+         * Properties of a RaftStoreIdentity.
+         * @deprecated Use cairn.v1.RaftStoreIdentity.$Properties instead.
+         */
+        interface IRaftStoreIdentity extends cairn.v1.RaftStoreIdentity.$Properties {
+        }
+
+        /** Represents a RaftStoreIdentity. */
+        class RaftStoreIdentity {
+
+            /**
+             * Constructs a new RaftStoreIdentity.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: cairn.v1.RaftStoreIdentity.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** RaftStoreIdentity clusterId. */
+            clusterId: string;
+
+            /** RaftStoreIdentity nodeId. */
+            nodeId: (number|Long);
+
+            /** RaftStoreIdentity formatVersion. */
+            formatVersion: number;
+
+            /**
+             * Creates a new RaftStoreIdentity instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns RaftStoreIdentity instance
+             */
+            static create(properties: cairn.v1.RaftStoreIdentity.$Shape): cairn.v1.RaftStoreIdentity & cairn.v1.RaftStoreIdentity.$Shape;
+            static create(properties?: cairn.v1.RaftStoreIdentity.$Properties): cairn.v1.RaftStoreIdentity;
+
+            /**
+             * Encodes the specified RaftStoreIdentity message. Does not implicitly {@link cairn.v1.RaftStoreIdentity.verify|verify} messages.
+             * @param message RaftStoreIdentity message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: cairn.v1.RaftStoreIdentity.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a RaftStoreIdentity message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {cairn.v1.RaftStoreIdentity & cairn.v1.RaftStoreIdentity.$Shape} RaftStoreIdentity
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): cairn.v1.RaftStoreIdentity & cairn.v1.RaftStoreIdentity.$Shape;
+
+            /**
+             * Verifies a RaftStoreIdentity message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates a RaftStoreIdentity message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns RaftStoreIdentity
+             */
+            static fromObject(object: { [k: string]: any }): cairn.v1.RaftStoreIdentity;
+
+            /**
+             * Creates a plain object from a RaftStoreIdentity message. Also converts values to other types if specified.
+             * @param message RaftStoreIdentity
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: cairn.v1.RaftStoreIdentity, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this RaftStoreIdentity to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+        }
+
+        namespace RaftStoreIdentity {
+
+            /** Properties of a RaftStoreIdentity. */
+            interface $Properties {
+
+                /** RaftStoreIdentity clusterId */
+                clusterId?: (string|null);
+
+                /** RaftStoreIdentity nodeId */
+                nodeId?: (number|Long|null);
+
+                /** RaftStoreIdentity formatVersion */
+                formatVersion?: (number|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a RaftStoreIdentity. */
+            type $Shape = cairn.v1.RaftStoreIdentity.$Properties;
+        }
+
+        /**
+         * Properties of a RaftStoredSnapshot.
+         * @deprecated Use cairn.v1.RaftStoredSnapshot.$Properties instead.
+         */
+        interface IRaftStoredSnapshot extends cairn.v1.RaftStoredSnapshot.$Properties {
+        }
+
+        /** Represents a RaftStoredSnapshot. */
+        class RaftStoredSnapshot {
+
+            /**
+             * Constructs a new RaftStoredSnapshot.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: cairn.v1.RaftStoredSnapshot.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** RaftStoredSnapshot metadata. */
+            metadata?: (cairn.v1.RaftSnapshotMetadata.$Properties|null);
+
+            /** RaftStoredSnapshot data. */
+            data: Uint8Array;
+
+            /**
+             * Creates a new RaftStoredSnapshot instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns RaftStoredSnapshot instance
+             */
+            static create(properties: cairn.v1.RaftStoredSnapshot.$Shape): cairn.v1.RaftStoredSnapshot & cairn.v1.RaftStoredSnapshot.$Shape;
+            static create(properties?: cairn.v1.RaftStoredSnapshot.$Properties): cairn.v1.RaftStoredSnapshot;
+
+            /**
+             * Encodes the specified RaftStoredSnapshot message. Does not implicitly {@link cairn.v1.RaftStoredSnapshot.verify|verify} messages.
+             * @param message RaftStoredSnapshot message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: cairn.v1.RaftStoredSnapshot.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a RaftStoredSnapshot message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {cairn.v1.RaftStoredSnapshot & cairn.v1.RaftStoredSnapshot.$Shape} RaftStoredSnapshot
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): cairn.v1.RaftStoredSnapshot & cairn.v1.RaftStoredSnapshot.$Shape;
+
+            /**
+             * Verifies a RaftStoredSnapshot message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates a RaftStoredSnapshot message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns RaftStoredSnapshot
+             */
+            static fromObject(object: { [k: string]: any }): cairn.v1.RaftStoredSnapshot;
+
+            /**
+             * Creates a plain object from a RaftStoredSnapshot message. Also converts values to other types if specified.
+             * @param message RaftStoredSnapshot
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: cairn.v1.RaftStoredSnapshot, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this RaftStoredSnapshot to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+        }
+
+        namespace RaftStoredSnapshot {
+
+            /** Properties of a RaftStoredSnapshot. */
+            interface $Properties {
+
+                /** RaftStoredSnapshot metadata */
+                metadata?: (cairn.v1.RaftSnapshotMetadata.$Properties|null);
+
+                /** RaftStoredSnapshot data */
+                data?: (Uint8Array|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a RaftStoredSnapshot. */
+            type $Shape = cairn.v1.RaftStoredSnapshot.$Properties;
+        }
+
+        /**
+         * Properties of a RaftLogAnchor.
+         * @deprecated Use cairn.v1.RaftLogAnchor.$Properties instead.
+         */
+        interface IRaftLogAnchor extends cairn.v1.RaftLogAnchor.$Properties {
+        }
+
+        /** Represents a RaftLogAnchor. */
+        class RaftLogAnchor {
+
+            /**
+             * Constructs a new RaftLogAnchor.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: cairn.v1.RaftLogAnchor.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** RaftLogAnchor index. */
+            index: (number|Long);
+
+            /** RaftLogAnchor term. */
+            term: (number|Long);
+
+            /**
+             * Creates a new RaftLogAnchor instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns RaftLogAnchor instance
+             */
+            static create(properties: cairn.v1.RaftLogAnchor.$Shape): cairn.v1.RaftLogAnchor & cairn.v1.RaftLogAnchor.$Shape;
+            static create(properties?: cairn.v1.RaftLogAnchor.$Properties): cairn.v1.RaftLogAnchor;
+
+            /**
+             * Encodes the specified RaftLogAnchor message. Does not implicitly {@link cairn.v1.RaftLogAnchor.verify|verify} messages.
+             * @param message RaftLogAnchor message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: cairn.v1.RaftLogAnchor.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a RaftLogAnchor message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {cairn.v1.RaftLogAnchor & cairn.v1.RaftLogAnchor.$Shape} RaftLogAnchor
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): cairn.v1.RaftLogAnchor & cairn.v1.RaftLogAnchor.$Shape;
+
+            /**
+             * Verifies a RaftLogAnchor message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates a RaftLogAnchor message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns RaftLogAnchor
+             */
+            static fromObject(object: { [k: string]: any }): cairn.v1.RaftLogAnchor;
+
+            /**
+             * Creates a plain object from a RaftLogAnchor message. Also converts values to other types if specified.
+             * @param message RaftLogAnchor
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: cairn.v1.RaftLogAnchor, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this RaftLogAnchor to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+        }
+
+        namespace RaftLogAnchor {
+
+            /** Properties of a RaftLogAnchor. */
+            interface $Properties {
+
+                /** RaftLogAnchor index */
+                index?: (number|Long|null);
+
+                /** RaftLogAnchor term */
+                term?: (number|Long|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a RaftLogAnchor. */
+            type $Shape = cairn.v1.RaftLogAnchor.$Properties;
+        }
+
+        /**
+         * Properties of a KvRequest.
+         * @deprecated Use cairn.v1.KvRequest.$Properties instead.
+         */
+        interface IKvRequest extends cairn.v1.KvRequest.$Properties {
+        }
+
+        /** Represents a KvRequest. */
+        class KvRequest {
+
+            /**
+             * Constructs a new KvRequest.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: cairn.v1.KvRequest.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** KvRequest callId. */
+            callId: (number|Long);
+
+            /** KvRequest propose. */
+            propose?: (Uint8Array|null);
+
+            /** KvRequest readKey. */
+            readKey?: (string|null);
+
+            /** KvRequest status. */
+            status?: (boolean|null);
+
+            /** KvRequest body. */
+            body?: ("propose"|"readKey"|"status");
+
+            /**
+             * Creates a new KvRequest instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns KvRequest instance
+             */
+            static create(properties: cairn.v1.KvRequest.$Shape): cairn.v1.KvRequest & cairn.v1.KvRequest.$Shape;
+            static create(properties?: cairn.v1.KvRequest.$Properties): cairn.v1.KvRequest;
+
+            /**
+             * Encodes the specified KvRequest message. Does not implicitly {@link cairn.v1.KvRequest.verify|verify} messages.
+             * @param message KvRequest message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: cairn.v1.KvRequest.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a KvRequest message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {cairn.v1.KvRequest & cairn.v1.KvRequest.$Shape} KvRequest
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): cairn.v1.KvRequest & cairn.v1.KvRequest.$Shape;
+
+            /**
+             * Verifies a KvRequest message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates a KvRequest message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns KvRequest
+             */
+            static fromObject(object: { [k: string]: any }): cairn.v1.KvRequest;
+
+            /**
+             * Creates a plain object from a KvRequest message. Also converts values to other types if specified.
+             * @param message KvRequest
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: cairn.v1.KvRequest, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this KvRequest to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+        }
+
+        namespace KvRequest {
+
+            /** Properties of a KvRequest. */
+            interface $Properties {
+
+                /** KvRequest callId */
+                callId?: (number|Long|null);
+
+                /** KvRequest propose */
+                propose?: (Uint8Array|null);
+
+                /** KvRequest readKey */
+                readKey?: (string|null);
+
+                /** KvRequest status */
+                status?: (boolean|null);
+
+                /** KvRequest body */
+                body?: ("propose"|"readKey"|"status");
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Narrowed shape of a KvRequest. */
+            type $Shape = {
+              callId?: number|Long|null;
+              propose?: Uint8Array|null;
+              readKey?: string|null;
+              status?: boolean|null;
+              $unknowns?: Uint8Array[];
+            } & (
+              ({ body?: undefined; propose?: null; readKey?: null; status?: null }|{ body?: "propose"; propose: Uint8Array; readKey?: null; status?: null }|{ body?: "readKey"; propose?: null; readKey: string; status?: null }|{ body?: "status"; propose?: null; readKey?: null; status: boolean })
+            );
+        }
+
+        /**
+         * Properties of a KvError.
+         * @deprecated Use cairn.v1.KvError.$Properties instead.
+         */
+        interface IKvError extends cairn.v1.KvError.$Properties {
+        }
+
+        /** Represents a KvError. */
+        class KvError {
+
+            /**
+             * Constructs a new KvError.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: cairn.v1.KvError.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** KvError code. */
+            code: string;
+
+            /** KvError message. */
+            message: string;
+
+            /** KvError retryable. */
+            retryable: boolean;
+
+            /** KvError leaderId. */
+            leaderId: (number|Long);
+
+            /** KvError outcomeUnknown. */
+            outcomeUnknown: boolean;
+
+            /**
+             * Creates a new KvError instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns KvError instance
+             */
+            static create(properties: cairn.v1.KvError.$Shape): cairn.v1.KvError & cairn.v1.KvError.$Shape;
+            static create(properties?: cairn.v1.KvError.$Properties): cairn.v1.KvError;
+
+            /**
+             * Encodes the specified KvError message. Does not implicitly {@link cairn.v1.KvError.verify|verify} messages.
+             * @param message KvError message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: cairn.v1.KvError.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a KvError message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {cairn.v1.KvError & cairn.v1.KvError.$Shape} KvError
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): cairn.v1.KvError & cairn.v1.KvError.$Shape;
+
+            /**
+             * Verifies a KvError message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates a KvError message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns KvError
+             */
+            static fromObject(object: { [k: string]: any }): cairn.v1.KvError;
+
+            /**
+             * Creates a plain object from a KvError message. Also converts values to other types if specified.
+             * @param message KvError
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: cairn.v1.KvError, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this KvError to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+        }
+
+        namespace KvError {
+
+            /** Properties of a KvError. */
+            interface $Properties {
+
+                /** KvError code */
+                code?: (string|null);
+
+                /** KvError message */
+                message?: (string|null);
+
+                /** KvError retryable */
+                retryable?: (boolean|null);
+
+                /** KvError leaderId */
+                leaderId?: (number|Long|null);
+
+                /** KvError outcomeUnknown */
+                outcomeUnknown?: (boolean|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a KvError. */
+            type $Shape = cairn.v1.KvError.$Properties;
+        }
+
+        /**
+         * Properties of a KvReadValue.
+         * @deprecated Use cairn.v1.KvReadValue.$Properties instead.
+         */
+        interface IKvReadValue extends cairn.v1.KvReadValue.$Properties {
+        }
+
+        /** Represents a KvReadValue. */
+        class KvReadValue {
+
+            /**
+             * Constructs a new KvReadValue.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: cairn.v1.KvReadValue.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** KvReadValue present. */
+            present: boolean;
+
+            /** KvReadValue value. */
+            value: string;
+
+            /**
+             * Creates a new KvReadValue instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns KvReadValue instance
+             */
+            static create(properties: cairn.v1.KvReadValue.$Shape): cairn.v1.KvReadValue & cairn.v1.KvReadValue.$Shape;
+            static create(properties?: cairn.v1.KvReadValue.$Properties): cairn.v1.KvReadValue;
+
+            /**
+             * Encodes the specified KvReadValue message. Does not implicitly {@link cairn.v1.KvReadValue.verify|verify} messages.
+             * @param message KvReadValue message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: cairn.v1.KvReadValue.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a KvReadValue message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {cairn.v1.KvReadValue & cairn.v1.KvReadValue.$Shape} KvReadValue
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): cairn.v1.KvReadValue & cairn.v1.KvReadValue.$Shape;
+
+            /**
+             * Verifies a KvReadValue message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates a KvReadValue message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns KvReadValue
+             */
+            static fromObject(object: { [k: string]: any }): cairn.v1.KvReadValue;
+
+            /**
+             * Creates a plain object from a KvReadValue message. Also converts values to other types if specified.
+             * @param message KvReadValue
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: cairn.v1.KvReadValue, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this KvReadValue to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+        }
+
+        namespace KvReadValue {
+
+            /** Properties of a KvReadValue. */
+            interface $Properties {
+
+                /** KvReadValue present */
+                present?: (boolean|null);
+
+                /** KvReadValue value */
+                value?: (string|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a KvReadValue. */
+            type $Shape = cairn.v1.KvReadValue.$Properties;
+        }
+
+        /**
+         * Properties of a KvStatus.
+         * @deprecated Use cairn.v1.KvStatus.$Properties instead.
+         */
+        interface IKvStatus extends cairn.v1.KvStatus.$Properties {
+        }
+
+        /** Represents a KvStatus. */
+        class KvStatus {
+
+            /**
+             * Constructs a new KvStatus.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: cairn.v1.KvStatus.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** KvStatus nodeId. */
+            nodeId: (number|Long);
+
+            /** KvStatus leaderId. */
+            leaderId: (number|Long);
+
+            /** KvStatus term. */
+            term: (number|Long);
+
+            /** KvStatus commit. */
+            commit: (number|Long);
+
+            /** KvStatus applied. */
+            applied: (number|Long);
+
+            /** KvStatus role. */
+            role: string;
+
+            /**
+             * Creates a new KvStatus instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns KvStatus instance
+             */
+            static create(properties: cairn.v1.KvStatus.$Shape): cairn.v1.KvStatus & cairn.v1.KvStatus.$Shape;
+            static create(properties?: cairn.v1.KvStatus.$Properties): cairn.v1.KvStatus;
+
+            /**
+             * Encodes the specified KvStatus message. Does not implicitly {@link cairn.v1.KvStatus.verify|verify} messages.
+             * @param message KvStatus message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: cairn.v1.KvStatus.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a KvStatus message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {cairn.v1.KvStatus & cairn.v1.KvStatus.$Shape} KvStatus
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): cairn.v1.KvStatus & cairn.v1.KvStatus.$Shape;
+
+            /**
+             * Verifies a KvStatus message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates a KvStatus message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns KvStatus
+             */
+            static fromObject(object: { [k: string]: any }): cairn.v1.KvStatus;
+
+            /**
+             * Creates a plain object from a KvStatus message. Also converts values to other types if specified.
+             * @param message KvStatus
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: cairn.v1.KvStatus, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this KvStatus to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+        }
+
+        namespace KvStatus {
+
+            /** Properties of a KvStatus. */
+            interface $Properties {
+
+                /** KvStatus nodeId */
+                nodeId?: (number|Long|null);
+
+                /** KvStatus leaderId */
+                leaderId?: (number|Long|null);
+
+                /** KvStatus term */
+                term?: (number|Long|null);
+
+                /** KvStatus commit */
+                commit?: (number|Long|null);
+
+                /** KvStatus applied */
+                applied?: (number|Long|null);
+
+                /** KvStatus role */
+                role?: (string|null);
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Shape of a KvStatus. */
+            type $Shape = cairn.v1.KvStatus.$Properties;
+        }
+
+        /**
+         * Properties of a KvResponse.
+         * @deprecated Use cairn.v1.KvResponse.$Properties instead.
+         */
+        interface IKvResponse extends cairn.v1.KvResponse.$Properties {
+        }
+
+        /** Represents a KvResponse. */
+        class KvResponse {
+
+            /**
+             * Constructs a new KvResponse.
+             * @param [properties] Properties to set
+             */
+            constructor(properties?: cairn.v1.KvResponse.$Properties);
+
+            /** Unknown fields preserved while decoding when enabled */
+            $unknowns?: Uint8Array[];
+
+            /** KvResponse callId. */
+            callId: (number|Long);
+
+            /** KvResponse error. */
+            error?: (cairn.v1.KvError.$Properties|null);
+
+            /** KvResponse result. */
+            result?: (Uint8Array|null);
+
+            /** KvResponse read. */
+            read?: (cairn.v1.KvReadValue.$Properties|null);
+
+            /** KvResponse status. */
+            status?: (cairn.v1.KvStatus.$Properties|null);
+
+            /** KvResponse body. */
+            body?: ("error"|"result"|"read"|"status");
+
+            /**
+             * Creates a new KvResponse instance using the specified properties.
+             * @param [properties] Properties to set
+             * @returns KvResponse instance
+             */
+            static create(properties: cairn.v1.KvResponse.$Shape): cairn.v1.KvResponse & cairn.v1.KvResponse.$Shape;
+            static create(properties?: cairn.v1.KvResponse.$Properties): cairn.v1.KvResponse;
+
+            /**
+             * Encodes the specified KvResponse message. Does not implicitly {@link cairn.v1.KvResponse.verify|verify} messages.
+             * @param message KvResponse message or plain object to encode
+             * @param [writer] Writer to encode to
+             * @returns Writer
+             */
+            static encode(message: cairn.v1.KvResponse.$Properties, writer?: $protobuf.Writer): $protobuf.Writer;
+
+            /**
+             * Decodes a KvResponse message from the specified reader or buffer.
+             * @param reader Reader or buffer to decode from
+             * @param [length] Message length if known beforehand
+             * @returns {cairn.v1.KvResponse & cairn.v1.KvResponse.$Shape} KvResponse
+             * @throws {Error} If the payload is not a reader or valid buffer
+             * @throws {$protobuf.util.ProtocolError} If required fields are missing
+             */
+            static decode(reader: ($protobuf.Reader|Uint8Array), length?: number): cairn.v1.KvResponse & cairn.v1.KvResponse.$Shape;
+
+            /**
+             * Verifies a KvResponse message.
+             * @param message Plain object to verify
+             * @returns `null` if valid, otherwise the reason why it is not
+             */
+            static verify(message: { [k: string]: any }): (string|null);
+
+            /**
+             * Creates a KvResponse message from a plain object. Also converts values to their respective internal types.
+             * @param object Plain object
+             * @returns KvResponse
+             */
+            static fromObject(object: { [k: string]: any }): cairn.v1.KvResponse;
+
+            /**
+             * Creates a plain object from a KvResponse message. Also converts values to other types if specified.
+             * @param message KvResponse
+             * @param [options] Conversion options
+             * @returns Plain object
+             */
+            static toObject(message: cairn.v1.KvResponse, options?: $protobuf.IConversionOptions): { [k: string]: any };
+
+            /**
+             * Converts this KvResponse to JSON.
+             * @returns JSON object
+             */
+            toJSON(): { [k: string]: any };
+        }
+
+        namespace KvResponse {
+
+            /** Properties of a KvResponse. */
+            interface $Properties {
+
+                /** KvResponse callId */
+                callId?: (number|Long|null);
+
+                /** KvResponse error */
+                error?: (cairn.v1.KvError.$Properties|null);
+
+                /** KvResponse result */
+                result?: (Uint8Array|null);
+
+                /** KvResponse read */
+                read?: (cairn.v1.KvReadValue.$Properties|null);
+
+                /** KvResponse status */
+                status?: (cairn.v1.KvStatus.$Properties|null);
+
+                /** KvResponse body */
+                body?: ("error"|"result"|"read"|"status");
+
+                /** Unknown fields preserved while decoding when enabled */
+                $unknowns?: Uint8Array[];
+            }
+
+            /** Narrowed shape of a KvResponse. */
+            type $Shape = {
+              callId?: number|Long|null;
+              error?: cairn.v1.KvError.$Shape|null;
+              result?: Uint8Array|null;
+              read?: cairn.v1.KvReadValue.$Shape|null;
+              status?: cairn.v1.KvStatus.$Shape|null;
+              $unknowns?: Uint8Array[];
+            } & (
+              ({ body?: undefined; error?: null; result?: null; read?: null; status?: null }|{ body?: "error"; error: cairn.v1.KvError.$Shape; result?: null; read?: null; status?: null }|{ body?: "result"; error?: null; result: Uint8Array; read?: null; status?: null }|{ body?: "read"; error?: null; result?: null; read: cairn.v1.KvReadValue.$Shape; status?: null }|{ body?: "status"; error?: null; result?: null; read?: null; status: cairn.v1.KvStatus.$Shape })
+            );
+        }
     }
 }
