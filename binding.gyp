@@ -8,7 +8,11 @@
         "src/native/cairn-native.cc",
         "src/native/arguments.cc",
         "src/native/errno-error.cc",
-        "src/native/file-ops.cc"
+        "src/native/file-ops.cc",
+        "src/native/nbd-netlink.cc",
+        "src/native/nbd-ioctl.cc",
+        "src/native/nbd-kernel.cc",
+        "src/native/notify.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

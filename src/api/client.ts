@@ -6,7 +6,7 @@
  */
 import { request as httpRequest } from 'node:http';
 import type { ApiEndpoint } from '../config/config';
-import type { CreateVolumeRequest, NodeView, ProfileView, StatusView, VolumeView } from './types';
+import type { AttachmentView, AttachRequest, CreateVolumeRequest, DetachRequest, DetachResult, NodeView, ProfileView, StatusView, VolumeView } from './types';
 
 export class ApiError extends Error {
   override readonly name = 'ApiError';
@@ -32,6 +32,12 @@ export class ApiClient {
     return this.call('PATCH', `/v1/volumes/${encodeURIComponent(name)}`, { sizeBytes });
   }
   async deleteVolume(name: string): Promise<void> { await this.call('DELETE', `/v1/volumes/${encodeURIComponent(name)}`); }
+  attachVolume(name: string, request: AttachRequest = {}): Promise<AttachmentView> {
+    return this.call('POST', `/v1/volumes/${encodeURIComponent(name)}/attach`, request);
+  }
+  detachVolume(name: string, request: DetachRequest = {}): Promise<DetachResult> {
+    return this.call('POST', `/v1/volumes/${encodeURIComponent(name)}/detach`, request);
+  }
   listProfiles(): Promise<ProfileView[]> { return this.call('GET', '/v1/profiles'); }
   listNodes(): Promise<NodeView[]> { return this.call('GET', '/v1/nodes'); }
 

@@ -13,7 +13,7 @@ import { CairnError, errorWire, isCairnError } from '../errors/cairn-error';
 import { apiBodyBytesMax } from '../limits';
 import { Logger, silentLogger } from '../observe/logger';
 import type { ApiEndpoint } from '../config/config';
-import type { ControlService, CreateVolumeRequest } from './types';
+import type { AttachRequest, ControlService, CreateVolumeRequest, DetachRequest } from './types';
 
 type Handler = (request: IncomingMessage, params: string[], body: unknown) => Promise<{ status: number; body: unknown }>;
 
@@ -151,6 +151,19 @@ export class ApiServer {
         },
       },
       { method: 'DELETE', pattern: /^\/v1\/volumes\/([^/]+)$/, handler: async (_r, [name]) => { await service.deleteVolume(name ?? ''); return ok(undefined, 204); } },
+      {
+        method: 'POST', pattern: /^\/v1\/volumes\/([^/]+)\/attach$/, handler: async (_r, [name], body) => {
+          if (!service.attachVolume) throw new CairnError('CAIRN_NOT_SUPPORTED', 'this daemon does not attach kernel block devices');
+          const result = await service.attachVolume(name ?? '', parseAttach(body));
+          return ok(result.attachment, result.created ? 201 : 200);
+        },
+      },
+      {
+        method: 'POST', pattern: /^\/v1\/volumes\/([^/]+)\/detach$/, handler: async (_r, [name], body) => {
+          if (!service.detachVolume) throw new CairnError('CAIRN_NOT_SUPPORTED', 'this daemon does not attach kernel block devices');
+          return ok(await service.detachVolume(name ?? '', parseDetach(body)));
+        },
+      },
       { method: 'GET', pattern: /^\/v1\/profiles$/, handler: async () => ok(await service.listProfiles()) },
       { method: 'GET', pattern: /^\/v1\/nodes$/, handler: async () => ok(await service.listNodes()) },
     ];
@@ -171,6 +184,42 @@ function parseCreateVolume(body: unknown): CreateVolumeRequest {
   if (profile !== undefined && typeof profile !== 'string') throw new CairnError('CAIRN_INVALID_ARGUMENT', 'profile must be a string');
   if (readOnly !== undefined && typeof readOnly !== 'boolean') throw new CairnError('CAIRN_INVALID_ARGUMENT', 'readOnly must be a boolean');
   return { name, sizeBytes, ...(profile === undefined ? {} : { profile }), ...(readOnly === undefined ? {} : { readOnly }) };
+}
+
+/** POST /v1/volumes/:name/attach: an optional object of optional fields. */
+function parseAttach(body: unknown): AttachRequest {
+  if (body === null) return {};
+  if (typeof body !== 'object' || Array.isArray(body)) {
+    throw new CairnError('CAIRN_INVALID_ARGUMENT', 'expected a JSON object {"connections"?, "readOnly"?, "method"?, "ioTimeoutSeconds"?, "deadConnTimeoutSeconds"?}');
+  }
+  const { connections, readOnly, method, ioTimeoutSeconds, deadConnTimeoutSeconds } = body as Record<string, unknown>;
+  const integer = (name: string, value: unknown): number | undefined => {
+    if (value === undefined) return undefined;
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw new CairnError('CAIRN_INVALID_ARGUMENT', `${name} must be a non-negative integer`);
+    return value;
+  };
+  if (readOnly !== undefined && typeof readOnly !== 'boolean') throw new CairnError('CAIRN_INVALID_ARGUMENT', 'readOnly must be a boolean');
+  if (method !== undefined && method !== 'auto' && method !== 'netlink' && method !== 'ioctl') {
+    throw new CairnError('CAIRN_INVALID_ARGUMENT', 'method must be auto, netlink or ioctl');
+  }
+  const fields: { -readonly [K in keyof AttachRequest]: AttachRequest[K] } = {};
+  const count = integer('connections', connections);
+  if (count !== undefined) fields.connections = count;
+  if (readOnly !== undefined) fields.readOnly = readOnly;
+  if (method !== undefined) fields.method = method;
+  const ioTimeout = integer('ioTimeoutSeconds', ioTimeoutSeconds);
+  if (ioTimeout !== undefined) fields.ioTimeoutSeconds = ioTimeout;
+  const deadTimeout = integer('deadConnTimeoutSeconds', deadConnTimeoutSeconds);
+  if (deadTimeout !== undefined) fields.deadConnTimeoutSeconds = deadTimeout;
+  return fields;
+}
+
+function parseDetach(body: unknown): DetachRequest {
+  if (body === null) return {};
+  if (typeof body !== 'object' || Array.isArray(body)) throw new CairnError('CAIRN_INVALID_ARGUMENT', 'expected a JSON object {"force"?}');
+  const { force } = body as Record<string, unknown>;
+  if (force !== undefined && typeof force !== 'boolean') throw new CairnError('CAIRN_INVALID_ARGUMENT', 'force must be a boolean');
+  return force === undefined ? {} : { force };
 }
 
 async function readJsonBody(request: IncomingMessage): Promise<unknown> {

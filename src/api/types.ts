@@ -19,6 +19,51 @@ export interface VolumeView {
   readonly nbdUris: readonly string[];
   /** NBD connections currently open to the volume on this node. */
   readonly connections: number;
+  /** Where the volume is attached to this node's kernel as a block device (at most one). */
+  readonly attachments?: readonly AttachmentView[];
+}
+
+/** A volume attached to the local kernel as /dev/nbdX (`cairn volume attach`). */
+export interface AttachmentView {
+  /** The device node, e.g. /dev/nbd0; '' while the kernel has not answered yet. */
+  readonly device: string;
+  readonly method: 'netlink' | 'ioctl';
+  /** attaching, attached, reconnecting (fresh sockets on their way), detaching, or failed. */
+  readonly state: string;
+  readonly connections: number;
+  readonly readOnly: boolean;
+  readonly ioTimeoutSeconds: number;
+  readonly deadConnTimeoutSeconds: number;
+  /** The size the kernel was told (smaller than the volume's if a resize could not reach it). */
+  readonly sizeBytes: number;
+  readonly attachedAt: string;
+  /** The last problem worth knowing (a failed reattach or resize), if any. */
+  readonly message?: string;
+}
+
+/** Body of POST /v1/volumes/:name/attach; every field optional. */
+export interface AttachRequest {
+  /** Sockets handed to the kernel (default: one per CPU when the volume allows multi-conn). */
+  readonly connections?: number;
+  readonly readOnly?: boolean;
+  /** 'auto' (default): netlink, else ioctls. */
+  readonly method?: 'auto' | 'netlink' | 'ioctl';
+  readonly ioTimeoutSeconds?: number;
+  readonly deadConnTimeoutSeconds?: number;
+}
+
+/** Answer of POST /v1/volumes/:name/detach. */
+export interface DetachResult {
+  /** False when the volume was not attached on this node. */
+  readonly detached: boolean;
+  /** The device it was attached as ('' when it was not). */
+  readonly device: string;
+}
+
+/** Body of POST /v1/volumes/:name/detach. */
+export interface DetachRequest {
+  /** Detach even if the device is mounted or held open exclusively (its users get I/O errors). */
+  readonly force?: boolean;
 }
 
 export interface ProfileView {
@@ -59,6 +104,8 @@ export type ApiEvent =
   | { readonly type: 'volume.created'; readonly volume: VolumeView }
   | { readonly type: 'volume.resized'; readonly volume: VolumeView }
   | { readonly type: 'volume.deleted'; readonly name: string }
+  | { readonly type: 'volume.attached'; readonly name: string; readonly attachment: AttachmentView }
+  | { readonly type: 'volume.detached'; readonly name: string; readonly device: string }
   | { readonly type: 'daemon.stopping' };
 
 export interface ControlService {
@@ -68,6 +115,10 @@ export interface ControlService {
   createVolume(request: CreateVolumeRequest): Promise<{ volume: VolumeView; created: boolean }>;
   resizeVolume(name: string, sizeBytes: number): Promise<VolumeView>;
   deleteVolume(name: string): Promise<void>;
+  /** Attaches the volume to this node's kernel; `created` is false when it already was. */
+  attachVolume?(name: string, request: AttachRequest): Promise<{ attachment: AttachmentView; created: boolean }>;
+  /** Flushes and detaches the volume's kernel device (a volume not attached is not an error). */
+  detachVolume?(name: string, request: DetachRequest): Promise<DetachResult>;
   listProfiles(): Promise<ProfileView[]>;
   listNodes(): Promise<NodeView[]>;
   /** Subscribes to events; returns the unsubscribe function. */

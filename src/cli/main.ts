@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ApiClient, ApiError } from '../api/client';
-import type { StatusView, VolumeView } from '../api/types';
+import type { AttachmentView, AttachRequest, StatusView, VolumeView } from '../api/types';
 import { ApiEndpoint, defaultApiSocketCandidates, parseApiEndpoint } from '../config/config';
 import { CairnError } from '../errors/cairn-error';
 import { formatBytes, parseBytes } from '../util/units';
@@ -32,9 +32,12 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
     .showHelpAfterError(false);
 
-  const client = (): ApiClient => {
+  const client = (timeoutMs?: number): ApiClient => {
     const options = program.opts<{ api?: string; token?: string }>();
-    return new ApiClient({ endpoint: resolveEndpoint(options.api, io.env), token: options.token ?? io.env['CAIRN_API_TOKEN'] ?? null });
+    return new ApiClient({
+      endpoint: resolveEndpoint(options.api, io.env), token: options.token ?? io.env['CAIRN_API_TOKEN'] ?? null,
+      ...(timeoutMs === undefined ? {} : { timeoutMs }),
+    });
   };
   const json = (): boolean => program.opts<{ json?: boolean }>().json === true;
   const print = (value: unknown, human: () => string): void => io.stdout((json() ? JSON.stringify(value, null, 2) : human()) + '\n');
@@ -68,7 +71,31 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .requiredOption('--size <size>', 'new size, e.g. 20GiB')
     .action(async (name: string, options: { size: string }) => {
       const resized = await client().resizeVolume(name, parseSize(options.size));
-      print(resized, () => `volume '${resized.name}' is now ${formatBytes(resized.sizeBytes)}`);
+      print(resized, () => [`volume '${resized.name}' is now ${formatBytes(resized.sizeBytes)}`,
+        ...(resized.attachments ?? []).map((a) => (a.message !== undefined ? `${a.device}: ${a.message}`
+          : `${a.device} is now ${formatBytes(a.sizeBytes)}`))].join('\n'));
+    });
+  volume.command('attach <name>').description('attach a volume to this host as a block device; prints the device (/dev/nbdX)')
+    .option('--connections <n>', 'sockets handed to the kernel (default: one per CPU, up to 8)')
+    .option('--read-only', 'attach read-only')
+    .addOption(new Option('--method <method>', 'kernel interface (default auto: netlink, else ioctls)').choices(['auto', 'netlink', 'ioctl']))
+    .option('--io-timeout <seconds>', 'seconds before the kernel retries a request on another socket (0 = never; default 30, ioctl 0)')
+    .option('--dead-timeout <seconds>', 'seconds the kernel holds I/O while cairnd restarts (default 120; netlink only)')
+    .action(async (name: string, options: { connections?: string; readOnly?: boolean; method?: AttachRequest['method']; ioTimeout?: string; deadTimeout?: string }) => {
+      const request: { -readonly [K in keyof AttachRequest]: AttachRequest[K] } = {};
+      if (options.connections !== undefined) request.connections = parseCount('--connections', options.connections);
+      if (options.readOnly === true) request.readOnly = true;
+      if (options.method !== undefined) request.method = options.method;
+      if (options.ioTimeout !== undefined) request.ioTimeoutSeconds = parseCount('--io-timeout', options.ioTimeout);
+      if (options.deadTimeout !== undefined) request.deadConnTimeoutSeconds = parseCount('--dead-timeout', options.deadTimeout);
+      const attachment = await client(attachTimeoutMs).attachVolume(name, request);
+      print(attachment, () => attachment.device);
+    });
+  volume.command('detach <name>').description('flush and detach a volume\'s block device from this host')
+    .option('--force', 'detach even if the device is mounted (its users get I/O errors)')
+    .action(async (name: string, options: { force?: boolean }) => {
+      const result = await client(attachTimeoutMs).detachVolume(name, options.force === true ? { force: true } : {});
+      print(result, () => (result.detached ? `volume '${name}' detached from ${result.device}` : `volume '${name}' was not attached`));
     });
   volume.command('delete <name>').alias('rm').description('delete a volume and free its space').action(async (name: string) => {
     await client().deleteVolume(name);
@@ -102,6 +129,14 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
 
 class UsageError extends Error {}
 
+/** Attach and detach wait for the kernel (a flush of a busy device can take a while). */
+const attachTimeoutMs = 300_000;
+
+function parseCount(flag: string, text: string): number {
+  if (!/^\d{1,9}$/.test(text)) throw new UsageError(`${flag} must be a whole number, got '${text}'`);
+  return Number(text);
+}
+
 function parseSize(text: string): number {
   const bytes = parseBytes(text);
   if (bytes === undefined || bytes <= 0) throw new UsageError(`'${text}' is not a size; use a number with a binary unit, e.g. 10GiB or 512MiB`);
@@ -123,11 +158,19 @@ export function resolveEndpoint(flag: string | undefined, env: NodeJS.ProcessEnv
 }
 
 function formatVolumes(volumes: readonly VolumeView[]): string {
+  // The DEVICE column appears only when some volume is attached to this host.
+  const attached = volumes.some((v) => (v.attachments ?? []).length > 0);
   return formatTable(
-    ['NAME', 'SIZE', 'ALLOCATED', 'REPLICAS', 'PROFILE', 'STATE', 'CONNECTIONS'],
-    volumes.map((v) => [v.name, formatBytes(v.sizeBytes), formatBytes(v.allocatedBytes), String(v.replicas), v.profile, v.state + (v.readOnly ? ' (ro)' : ''), String(v.connections)]),
+    ['NAME', 'SIZE', 'ALLOCATED', 'REPLICAS', 'PROFILE', 'STATE', 'CONNECTIONS', ...(attached ? ['DEVICE'] : [])],
+    volumes.map((v) => [v.name, formatBytes(v.sizeBytes), formatBytes(v.allocatedBytes), String(v.replicas), v.profile, v.state + (v.readOnly ? ' (ro)' : ''), String(v.connections),
+      ...(attached ? [(v.attachments ?? []).map(describeAttachment).join(', ') || '-'] : [])]),
     new Set([1, 2, 3, 6]),
   );
+}
+
+function describeAttachment(a: AttachmentView): string {
+  const device = a.device === '' ? '(none yet)' : a.device;
+  return a.state === 'attached' ? device : `${device} (${a.state})`;
 }
 
 function formatVolume(v: VolumeView): string {
@@ -137,6 +180,11 @@ function formatVolume(v: VolumeView): string {
     ['replicas', String(v.replicas)], ['profile', v.profile], ['state', v.state], ['read-only', v.readOnly ? 'yes' : 'no'],
     ['created', v.createdAt], ['connections', String(v.connections)],
     ...v.nbdUris.map((uri, i): [string, string] => [i === 0 ? 'nbd' : '', uri]),
+    ...(v.attachments ?? []).flatMap((a): Array<[string, string]> => [
+      ['attached', `${describeAttachment(a)} via ${a.method}, ${a.connections} connection(s)${a.readOnly ? ', read-only' : ''}, since ${a.attachedAt}`],
+      ['', `device size ${formatBytes(a.sizeBytes)}, io timeout ${a.ioTimeoutSeconds}s, dead-connection timeout ${a.deadConnTimeoutSeconds}s`],
+      ...(a.message === undefined ? [] : [['', a.message] as [string, string]]),
+    ]),
   ];
   return rows.map(([key, value]) => `${key.padEnd(12)} ${value}`).join('\n');
 }

@@ -5,7 +5,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { ApiEvent, ControlService, CreateVolumeRequest, NodeView, ProfileView, StatusView, VolumeView } from '../api/types';
+import type {
+  ApiEvent, AttachmentView, AttachRequest, ControlService, CreateVolumeRequest, DetachRequest, DetachResult, NodeView, ProfileView,
+  StatusView, VolumeView,
+} from '../api/types';
+import type { AttachManager } from '../attach';
 import { CairnError } from '../errors/cairn-error';
 import type { ExtentStore } from '../extent/extent-store';
 import type { MetaLog } from '../meta/meta-log';
@@ -26,6 +30,8 @@ export interface ControlServiceDeps {
   readonly nbdTcp: () => readonly string[];
   readonly nbdSocket: string | null;
   readonly logger: Logger;
+  /** Kernel attach (absent when the native addon lacks it: attach then fails with CAIRN_PLATFORM). */
+  readonly attachments?: AttachManager;
 }
 
 export class DaemonControlService implements ControlService {
@@ -90,6 +96,7 @@ export class DaemonControlService implements ControlService {
     const result = await this.propose({ kind: 'resizeVolume', volume: current.id, sizeBytes, placementSeed: Math.floor(Math.random() * 2 ** 32) });
     const record = volumeOf(result);
     this.deps.registry.resized(record);
+    await this.deps.attachments?.resized(record);
     const volume = await this.view(record);
     if (result.changed) {
       this.deps.logger.info('volume resized', { volume: volume.name, from: current.sizeBytes, to: volume.sizeBytes });
@@ -100,6 +107,11 @@ export class DaemonControlService implements ControlService {
 
   async deleteVolume(name: string): Promise<void> {
     const volume = this.find(name);
+    const device = this.deps.attachments?.deviceOf(volume.id);
+    if (device !== undefined) {
+      throw new CairnError('CAIRN_VOLUME_IN_USE',
+        `volume '${volume.name}' is attached${device === '' ? '' : ` as ${device}`}; detach it first: cairn volume detach ${volume.name}`);
+    }
     const connections = this.deps.registry.connections(volume.id);
     if (this.deps.registry.isInUse(volume.id)) {
       throw new CairnError('CAIRN_VOLUME_IN_USE',
@@ -112,6 +124,26 @@ export class DaemonControlService implements ControlService {
     await Promise.all([...this.deps.stores.values()].map((store) => store.deleteVolume(extentVolumeId(volume.id))));
     this.deps.logger.info('volume deleted', { volume: volume.name });
     this.emit({ type: 'volume.deleted', name: volume.name });
+  }
+
+  async attachVolume(name: string, request: AttachRequest): Promise<{ attachment: AttachmentView; created: boolean }> {
+    const result = await this.attachManager().attach(name, request);
+    if (result.created) this.emit({ type: 'volume.attached', name, attachment: result.attachment });
+    return result;
+  }
+
+  async detachVolume(name: string, request: DetachRequest): Promise<DetachResult> {
+    const result = await this.attachManager().detach(name, request);
+    if (result.detached) this.emit({ type: 'volume.detached', name, device: result.device });
+    return result;
+  }
+
+  private attachManager(): AttachManager {
+    const manager = this.deps.attachments;
+    if (manager === undefined) {
+      throw new CairnError('CAIRN_PLATFORM', 'this cairnd cannot attach kernel block devices (its native addon lacks kernel attach): run npm install to rebuild it');
+    }
+    return manager;
   }
 
   async listProfiles(): Promise<ProfileView[]> {
@@ -156,6 +188,7 @@ export class DaemonControlService implements ControlService {
       id: volume.id, name: volume.name, sizeBytes: volume.sizeBytes, extentBytes: volume.extentBytes, replicas: volume.replicas,
       profile: volume.profile, state: volume.state, readOnly: volume.readOnly, createdAt: new Date(volume.createdAtMs).toISOString(),
       allocatedBytes: await this.allocated(volume), nbdUris: uris, connections: this.deps.registry.connections(volume.id),
+      attachments: this.deps.attachments?.viewsOf(volume.id) ?? [],
     };
   }
 

@@ -3,16 +3,21 @@
  * stops them in reverse:
  *
  *   start: data dir → metadata (LevelDB; its LOCK refuses a second daemon) → node + drive
- *          registration → extent stores → orphan sweep → demo volume → NBD listeners → API
- *   stop:  API → NBD server (drain in-flight, then close) → flush every open volume →
+ *          registration → extent stores → orphan sweep → demo volume → NBD listeners →
+ *          kernel reattach (fresh sockets for the devices a previous cairnd attached) → API →
+ *          systemd READY=1 (+ watchdog keep-alives)
+ *   stop:  systemd STOPPING=1 → API → kernel attachments (their devices stay, waiting for the
+ *          next cairnd) → NBD server (drain in-flight, then close) → flush every open volume →
  *          extent stores → metadata log → LevelDB
  *
  * Only this module wires real I/O implementations together.
  */
 import { mkdirSync, rmSync, statfsSync, writeFileSync, readFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { ApiServer } from '../api/server';
+import { AttachManager, AttachmentStore, AttachVolumeSource, LinuxNbdSysfs } from '../attach';
 import type { DaemonConfig } from '../config/config';
 import { SingleNodeLog } from '../control/single-node-log';
 import { CairnError } from '../errors/cairn-error';
@@ -22,9 +27,11 @@ import { outcomeOf } from '../meta/results';
 import { NbdServer } from '../nbd/server';
 import type { Logger } from '../observe/logger';
 import { LevelKvStore } from '../store/level-kv-store';
+import { KernelBinding, loadKernelBinding } from '../native/binding';
 import { assert } from '../util/assert';
 import { DaemonControlService } from './control-service';
 import { driveIdPath, extentVolumeId, loadOrCreateId, nodeIdPath } from './identity';
+import { SystemdNotifier } from './systemd-notify';
 import { VolumeRegistry } from './volume-registry';
 
 type DaemonStatus = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -46,6 +53,8 @@ export class Daemon {
   private nbd: NbdServer | undefined;
   private api: ApiServer | undefined;
   private service: DaemonControlService | undefined;
+  private attach: AttachManager | undefined;
+  private notifier: SystemdNotifier | undefined;
   private readonly tcpAddresses: string[] = [];
   private pidFile: string | undefined;
   private nodeId = '';
@@ -60,6 +69,11 @@ export class Daemon {
     assert(this.status === 'new', `start from status ${this.status}`);
     this.status = 'starting';
     const config = this.config;
+    const kernel = this.loadKernel();
+    this.notifier = SystemdNotifier.fromEnvironment(process.env, () => {
+      if (!kernel) throw new Error('no kernel binding');
+      return kernel;
+    }, this.logger.child('systemd'));
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
 
     this.kv = await LevelKvStore.open(join(config.dataDir, 'meta'));
@@ -85,9 +99,16 @@ export class Daemon {
 
     this.registry = new VolumeRegistry(meta, (volume) => this.placementOf(volume), this.logger.child('volume'), () => this.defaultExport());
     this.nbd = new NbdServer({ resolver: this.registry, logger: this.logger.child('nbd') });
+    if (kernel) {
+      this.attach = new AttachManager({
+        kernel, sysfs: new LinuxNbdSysfs(), store: new AttachmentStore(config.dataDir), volumes: this.attachVolumes(this.registry),
+        logger: this.logger.child('attach'), cpuCount: availableParallelism(),
+      });
+    }
     this.service = new DaemonControlService({
       meta, registry: this.registry, stores: this.stores, nodeId: this.nodeId, nodeName: config.nodeName, version,
       startedAtMs: Date.now(), nbdTcp: () => this.tcpAddresses, nbdSocket: config.nbd.socket, logger: this.logger.child('api'),
+      ...(this.attach ? { attachments: this.attach } : {}),
     });
     if (config.demoVolume) {
       const existing = meta.map.getVolume(config.demoVolume.name);
@@ -103,20 +124,24 @@ export class Daemon {
       rmSync(config.nbd.socket, { force: true });
       await this.nbd.listenUnix(config.nbd.socket);
     }
+    // The kernel queues the I/O of devices a previous cairnd attached until they get sockets.
+    await this.attach?.start();
     this.api = new ApiServer(this.service, { token: config.api.token, logger: this.logger.child('api') });
     await this.api.listen(config.api.endpoint);
     this.status = 'running';
     this.logger.info('cairnd started', {
       node: config.nodeName, nodeId: this.nodeId, dataDir: config.dataDir, nbd: [...this.tcpAddresses, ...(config.nbd.socket ? [config.nbd.socket] : [])],
       api: config.api.endpoint.kind === 'unix' ? config.api.endpoint.path : `${config.api.endpoint.host}:${config.api.endpoint.port}`,
-      volumes: meta.map.listVolumes().length,
+      volumes: meta.map.listVolumes().length, attached: this.attach?.size ?? 0,
     });
+    this.notifier.ready(`serving ${meta.map.listVolumes().length} volume(s), ${this.attach?.size ?? 0} attached`);
   }
 
   /** Stops everything that started, in reverse order; safe to call after a failed start. */
   async stop(): Promise<void> {
     if (this.status === 'stopped' || this.status === 'stopping') return;
     this.status = 'stopping';
+    this.notifier?.stopping();
     this.service?.emit({ type: 'daemon.stopping' });
     const errors: unknown[] = [];
     const attempt = async (what: string, step: () => Promise<void>): Promise<void> => {
@@ -128,6 +153,7 @@ export class Daemon {
       }
     };
     if (this.api) await attempt('api', () => this.api!.close());
+    if (this.attach) await attempt('kernel attachments', () => this.attach!.stop());
     if (this.nbd) await attempt('nbd', () => this.nbd!.close());
     if (this.config.nbd.socket !== null && this.nbd) rmSync(this.config.nbd.socket, { force: true });
     if (this.registry) await attempt('flush volumes', () => this.registry!.close());
@@ -168,6 +194,40 @@ export class Daemon {
       stores.push(first);
     }
     return { stores, route };
+  }
+
+  /** The native kernel calls; without them (an addon too old) attach is off, nothing else is. */
+  private loadKernel(): KernelBinding | undefined {
+    let kernel: KernelBinding;
+    try {
+      kernel = loadKernelBinding();
+    } catch (error) {
+      this.logger.warn('kernel attach and systemd notify are unavailable', { error });
+      return undefined;
+    }
+    try {
+      // Memory reclaim must never wait on I/O this process serves (threads started later inherit it).
+      kernel.setIoFlusher();
+    } catch (error) {
+      this.logger.debug('PR_SET_IO_FLUSHER not set', { error });
+    }
+    return kernel;
+  }
+
+  private attachVolumes(registry: VolumeRegistry): AttachVolumeSource {
+    const ready = (volume: VolumeRecord | undefined) => (volume?.state === 'ready'
+      ? { id: volume.id, name: volume.name, sizeBytes: volume.sizeBytes, readOnly: volume.readOnly } : undefined);
+    return {
+      byName: (name) => {
+        const volume = this.meta!.map.getVolume(name);
+        return volume?.name === name ? ready(volume) : undefined;
+      },
+      byId: (id) => {
+        const volume = this.meta!.map.getVolume(id);
+        return volume?.id === id ? ready(volume) : undefined;
+      },
+      open: (name) => registry.open(name),
+    };
   }
 
   private defaultExport(): string {

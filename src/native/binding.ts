@@ -2,7 +2,8 @@
  * The typed boundary to Cairn's Node-API addon (build/Release/cairn_native.node, built from
  * src/native/*.cc by node-gyp during `npm install`).
  *
- * Owns: the `NativeBinding` interface (the only way TypeScript reaches the addon), the loader
+ * Owns: the `NativeBinding` interface (the only way TypeScript reaches the addon's file calls)
+ * and the `KernelBinding` interface (its kernel NBD attach and systemd notify calls), the loader
  * that finds the addon from both `src/` (tap, ts-node) and `dist/src/` (compiled), and argument
  * validation in front of every call.
  *
@@ -253,6 +254,221 @@ export function checkedBinding(raw: NativeBinding): NativeBinding {
     cachestat(fd, offset, length) {
       checkFd(fd); checkInteger('offset', offset, 0); checkInteger('length', length, 0);
       return raw.cachestat(fd, offset, length);
+    },
+  };
+}
+
+// ---- Kernel attach (nbd-kernel.cc) and systemd notify (notify.cc) ----------------------------
+
+/** One device of the kernel NBD driver as NBD_CMD_STATUS lists it. */
+export interface NbdDeviceStatus {
+  readonly index: number;
+  /** The device has a configuration (it was connected and not yet torn down). */
+  readonly connected: boolean;
+}
+
+export interface NbdNetlinkConnectOptions {
+  /** Kernel ends of the socketpairs, one per connection; consumed (closed) by the call. */
+  readonly socketFds: readonly number[];
+  readonly sizeBytes: number;
+  /** A power of two from 512 to 65536 (the kernel accepts up to its page size). */
+  readonly blockBytes: number;
+  /** NBD transmission flags (u16). */
+  readonly serverFlags: number;
+  /** NBD_CFLAG_* bits (0..3). */
+  readonly clientFlags: number;
+  /** Request timeout; 0 = none (the kernel waits forever). */
+  readonly ioTimeoutSeconds: number;
+  /** How long the kernel queues I/O with no live socket, waiting for RECONFIGURE; 0 = not at all. */
+  readonly deadConnTimeoutSeconds: number;
+  /** Shown in /sys/block/nbdX/backend; RECONFIGURE must name it again. */
+  readonly backendId: string;
+  /** Omitted: the kernel picks the first free device. */
+  readonly index?: number;
+}
+
+export interface NbdNetlinkReconfigureOptions {
+  readonly index: number;
+  readonly backendId: string;
+  /** Replace dead sockets, one each (the kernel ignores a socket when none is dead); consumed. */
+  readonly socketFds: readonly number[];
+  /** Omitted: unchanged. A larger size grows the device. */
+  readonly sizeBytes?: number;
+  readonly ioTimeoutSeconds?: number;
+  readonly deadConnTimeoutSeconds?: number;
+}
+
+export interface NbdIoctlConnectOptions {
+  readonly devicePath: string;
+  /** Consumed (closed) by the call. */
+  readonly socketFds: readonly number[];
+  readonly sizeBytes: number;
+  readonly blockBytes: number;
+  readonly serverFlags: number;
+  readonly ioTimeoutSeconds: number;
+}
+
+/**
+ * The addon's calls into the kernel: NBD attach by netlink or ioctls, and sd_notify. Every
+ * asynchronous call runs off the event loop (the kernel may wait for I/O this process serves).
+ * Failures carry code / errno / syscall (`NativeError`) and a plain explanation.
+ */
+export interface KernelBinding {
+  /** socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC): two connected descriptors. */
+  nbdSocketPair(): [number, number];
+  /** NBD_CMD_CONNECT: resolves with the device index. */
+  nbdNetlinkConnect(options: NbdNetlinkConnectOptions): Promise<number>;
+  /** NBD_CMD_RECONFIGURE: fresh sockets for dead ones, and/or a new size or timeouts. */
+  nbdNetlinkReconfigure(options: NbdNetlinkReconfigureOptions): Promise<void>;
+  /** NBD_CMD_DISCONNECT: the kernel sends DISC on every socket and tears the device down. */
+  nbdNetlinkDisconnect(index: number): Promise<void>;
+  /** NBD_CMD_STATUS of one device, or of every device when index is omitted. */
+  nbdNetlinkStatus(index?: number): Promise<NbdDeviceStatus[]>;
+  /**
+   * The ioctl path on a dedicated thread: resolves once the device is configured and the thread
+   * enters NBD_DO_IT; `onExit(error | null)` runs when NBD_DO_IT returns (the device is gone).
+   */
+  nbdIoctlConnect(options: NbdIoctlConnectOptions, onExit: (error: NativeError | null) => void): Promise<void>;
+  /** NBD_DISCONNECT + NBD_CLEAR_SOCK through a second descriptor of the device. */
+  nbdIoctlDisconnect(devicePath: string): Promise<void>;
+  /** NBD_SET_SIZE on a running ioctl device. */
+  nbdIoctlSetSize(devicePath: string, sizeBytes: number): Promise<void>;
+  /** open (O_EXCL when exclusive: EBUSY while mounted) + fsync: dirty pages written, FLUSH sent. */
+  nbdFlushDevice(devicePath: string, exclusive: boolean): Promise<void>;
+  /** prctl(PR_SET_IO_FLUSHER) for the calling thread and threads it starts later. */
+  setIoFlusher(): void;
+  /** One datagram to systemd's notify socket (a path, or '@name' for an abstract socket). */
+  sdNotify(socketPath: string, message: string): void;
+}
+
+/** Bounds the addon enforces on the kernel calls (see nbd-kernel.cc). */
+export const nbdSocketsMax = 64;
+export const nbdBackendIdBytesMax = 255;
+export const nbdTimeoutSecondsMax = 365 * 24 * 3600;
+const nbdIndexMax = 0x7fffffff;
+const devicePathBytesMax = 4096;
+const notifyMessageBytesMax = 4096;
+
+let loadedKernel: KernelBinding | undefined;
+
+/** Loads the addon once per process and returns the validating kernel binding over it. */
+export function loadKernelBinding(): KernelBinding {
+  if (loadedKernel !== undefined) return loadedKernel;
+  const addonPath = nativeAddonPath();
+  const holder = { exports: {} as unknown };
+  try {
+    process.dlopen(holder, addonPath);
+  } catch (error) {
+    throw new CairnError('CAIRN_PLATFORM',
+      `the native addon ${addonPath} failed to load (${(error as Error).message}): run npm install to rebuild the native addon`,
+      { cause: error });
+  }
+  const raw = holder.exports as Partial<KernelBinding>;
+  if (typeof raw.nbdNetlinkConnect !== 'function' || typeof raw.sdNotify !== 'function') {
+    throw new CairnError('CAIRN_PLATFORM', `the native addon ${addonPath} predates kernel attach: run npm install to rebuild it`);
+  }
+  loadedKernel = checkedKernelBinding(raw as KernelBinding);
+  return loadedKernel;
+}
+
+function checkRange(name: string, value: unknown, minimum: number, maximum: number): asserts value is number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < minimum || value > maximum) {
+    throw new TypeError(`${name} must be an integer in [${minimum}, ${maximum}], got ${String(value)}`);
+  }
+}
+
+function checkSocketFds(value: unknown, minimum: number): asserts value is readonly number[] {
+  if (!Array.isArray(value) || value.length < minimum || value.length > nbdSocketsMax) {
+    throw new TypeError(`socketFds must be an array of ${minimum} to ${nbdSocketsMax} file descriptors`);
+  }
+  for (const fd of value) checkFd(fd);
+}
+
+function checkText(name: string, value: unknown, bytesMax: number): asserts value is string {
+  if (typeof value !== 'string' || value.length === 0 || value.includes('\0') || Buffer.byteLength(value) > bytesMax) {
+    throw new TypeError(`${name} must be a non-empty string of at most ${bytesMax} bytes without NUL`);
+  }
+}
+
+function checkDevicePath(value: unknown): asserts value is string {
+  checkText('devicePath', value, devicePathBytesMax);
+  if (!value.startsWith('/')) throw new TypeError('devicePath must be an absolute path');
+}
+
+function checkBlockBytes(value: unknown): asserts value is number {
+  checkRange('blockBytes', value, 512, 65536);
+  if ((value & (value - 1)) !== 0) throw new TypeError(`blockBytes must be a power of two, got ${value}`);
+}
+
+function checkOptional(name: string, value: unknown, minimum: number, maximum: number): void {
+  if (value !== undefined) checkRange(name, value, minimum, maximum);
+}
+
+/** Wraps a raw addon (or a test double of the same shape) so every call validates first. */
+export function checkedKernelBinding(raw: KernelBinding): KernelBinding {
+  return {
+    nbdSocketPair: () => raw.nbdSocketPair(),
+    nbdNetlinkConnect(options) {
+      checkSocketFds(options.socketFds, 1);
+      checkRange('sizeBytes', options.sizeBytes, 1, Number.MAX_SAFE_INTEGER);
+      checkBlockBytes(options.blockBytes);
+      checkRange('serverFlags', options.serverFlags, 0, 0xffff);
+      checkRange('clientFlags', options.clientFlags, 0, 3);
+      checkRange('ioTimeoutSeconds', options.ioTimeoutSeconds, 0, nbdTimeoutSecondsMax);
+      checkRange('deadConnTimeoutSeconds', options.deadConnTimeoutSeconds, 0, nbdTimeoutSecondsMax);
+      checkText('backendId', options.backendId, nbdBackendIdBytesMax);
+      checkOptional('index', options.index, 0, nbdIndexMax);
+      return raw.nbdNetlinkConnect(options);
+    },
+    nbdNetlinkReconfigure(options) {
+      checkRange('index', options.index, 0, nbdIndexMax);
+      checkText('backendId', options.backendId, nbdBackendIdBytesMax);
+      checkSocketFds(options.socketFds, 0);
+      checkOptional('sizeBytes', options.sizeBytes, 1, Number.MAX_SAFE_INTEGER);
+      checkOptional('ioTimeoutSeconds', options.ioTimeoutSeconds, 1, nbdTimeoutSecondsMax);
+      checkOptional('deadConnTimeoutSeconds', options.deadConnTimeoutSeconds, 1, nbdTimeoutSecondsMax);
+      return raw.nbdNetlinkReconfigure(options);
+    },
+    nbdNetlinkDisconnect(index) {
+      checkRange('index', index, 0, nbdIndexMax);
+      return raw.nbdNetlinkDisconnect(index);
+    },
+    nbdNetlinkStatus(index) {
+      checkOptional('index', index, 0, nbdIndexMax);
+      return raw.nbdNetlinkStatus(index ?? -1);
+    },
+    nbdIoctlConnect(options, onExit) {
+      checkDevicePath(options.devicePath);
+      checkSocketFds(options.socketFds, 1);
+      checkBlockBytes(options.blockBytes);
+      checkRange('sizeBytes', options.sizeBytes, options.blockBytes, Number.MAX_SAFE_INTEGER);
+      checkRange('serverFlags', options.serverFlags, 0, 0xffff);
+      checkRange('ioTimeoutSeconds', options.ioTimeoutSeconds, 0, nbdTimeoutSecondsMax);
+      if (typeof onExit !== 'function') throw new TypeError('onExit must be a function');
+      return raw.nbdIoctlConnect(options, onExit);
+    },
+    nbdIoctlDisconnect(devicePath) {
+      checkDevicePath(devicePath);
+      return raw.nbdIoctlDisconnect(devicePath);
+    },
+    nbdIoctlSetSize(devicePath, sizeBytes) {
+      checkDevicePath(devicePath);
+      checkRange('sizeBytes', sizeBytes, 1, Number.MAX_SAFE_INTEGER);
+      return raw.nbdIoctlSetSize(devicePath, sizeBytes);
+    },
+    nbdFlushDevice(devicePath, exclusive) {
+      checkDevicePath(devicePath);
+      if (typeof exclusive !== 'boolean') throw new TypeError('exclusive must be a boolean');
+      return raw.nbdFlushDevice(devicePath, exclusive);
+    },
+    setIoFlusher: () => raw.setIoFlusher(),
+    sdNotify(socketPath, message) {
+      checkText('socketPath', socketPath, 107);
+      if (!socketPath.startsWith('/') && !socketPath.startsWith('@')) {
+        throw new TypeError('socketPath must be an absolute path or an @abstract name');
+      }
+      checkText('message', message, notifyMessageBytesMax);
+      raw.sdNotify(socketPath, message);
     },
   };
 }
