@@ -468,22 +468,46 @@ export class RaftDriver<Result> {
     assert(applied.results.length === normal.length, 'the state machine returns one result per entry');
     operations.push(...applied.operations);
     const mustWrite = ready.snapshot !== undefined || ready.entries.length > 0 || ready.hardState !== undefined || operations.length > 0;
+    // A leader whose term and vote are already durable sends before it writes, so its fsync
+    // overlaps the followers' (Raft thesis §10.2.1). Safe here because this loop is sequential:
+    // the followers' acks are stepped only after this write completed, so nothing commits on
+    // the strength of the leader's own unwritten entries, and no reply leaves before the write.
+    const sendFirst = this.isLeader && this.leaderTermDurable(ready);
+    if (sendFirst) for (const message of ready.messages) this.transport.send(message);
+    // Entries committed here that an earlier Ready already wrote are durable on a quorum (this
+    // node included); replay after a crash re-applies them, so their results may go out before
+    // this write (which then only records the commit index and applied state).
+    const lastCommitted = ready.committedEntries[ready.committedEntries.length - 1]?.index ?? 0;
+    const settleFirst = ready.snapshot === undefined && (ready.entries[0] === undefined || lastCommitted < ready.entries[0].index);
+    if (settleFirst) this.settleProposals(ready.committedEntries, normal, applied.results);
     if (mustWrite) {
       const sync = this.sync && ready.mustSync;
       await this.store.write({ snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState }, { sync }, operations);
       if (sync) this.counters.syncedWrites++;
     }
     // Durable: now the messages may leave.
-    for (const message of ready.messages) this.transport.send(message);
+    if (!sendFirst) for (const message of ready.messages) this.transport.send(message);
     // Settle what this Ready applied first: a proposal committed here succeeded even if the
     // same Ready also reports the loss of leadership.
-    this.settleProposals(ready.committedEntries, normal, applied.results);
+    if (!settleFirst) this.settleProposals(ready.committedEntries, normal, applied.results);
     if (ready.softState !== undefined) this.leadershipChanged(ready.softState.lead, ready.softState.role === 'leader');
     for (const state of ready.readStates) {
       const batch = this.readBatches.get(Buffer.from(state.context).toString('hex'));
       if (batch !== undefined) batch.index = state.index;
     }
     this.serveReads();
+  }
+
+  /**
+   * Whether this Ready keeps the node leader with the term and vote already on disk, and carries
+   * no snapshot: then its messages (appends, heartbeats) depend on nothing it is about to write.
+   */
+  private leaderTermDurable(ready: Ready): boolean {
+    if (ready.snapshot !== undefined) return false;
+    if (ready.softState !== undefined && ready.softState.role !== 'leader') return false;
+    if (ready.hardState === undefined) return true;
+    const durable = this.store.hardState();
+    return ready.hardState.term === durable.term && ready.hardState.vote === durable.vote;
   }
 
   private settleProposals(committed: readonly Entry[], normal: readonly Entry[], results: readonly Result[]): void {
