@@ -9,6 +9,7 @@
  * ever queued. Pure: no I/O, no timers.
  */
 import { assert } from '../util/assert';
+import { ioBufferPool } from './io-buffer-pool';
 
 /** Largest header `prepare` can assemble across chunk boundaries. */
 export const byteQueueHeaderBytesMax = 32;
@@ -66,7 +67,7 @@ export class ByteQueue {
       this.skip(count);
       return slice;
     }
-    const target = Buffer.allocUnsafe(count);
+    const target = ioBufferPool.acquire(count); // the consumer releases it when done (WRITE payloads)
     this.copyOut(target, count);
     this.skip(count);
     return target;

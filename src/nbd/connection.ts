@@ -32,6 +32,7 @@ import {
   nbdOptionBytesMax, nbdOptionsPerConnectionMax, requestBytesMax,
 } from '../limits';
 import type { WriteFlags, ZeroFlags } from '../block/block-device';
+import { ioBufferPool } from './io-buffer-pool';
 import { assert, AssertionError } from '../util/assert';
 import { ByteQueue } from './byte-queue';
 import type { ExportResolver, NbdExportHandle, NbdLogger } from './export-resolver';
@@ -408,11 +409,12 @@ export class NbdConnection {
     }
     if (!this.inflight.delete(request)) {
       // Answered already (shutdown deadline) or the connection closed.
+      ioBufferPool.release(reply);
       this.maybeRelease();
       return;
     }
     this.inflightBytes -= costBytesOf(request);
-    this.write(reply);
+    this.write(reply, true);
     if (this.phaseValue === 'transmission') this.pumpRequests();
     else if (this.phaseValue === 'draining') this.maybeFinishDraining();
     else this.maybeRelease();
@@ -427,16 +429,14 @@ export class NbdConnection {
     const fua = (request.flags & CommandFlag.FUA) !== 0;
     switch (request.type) {
       case Command.READ: {
-        if (context.structuredReplies) {
-          if (request.length === 0) return encodeStructuredDone(request);
-          const reply = Buffer.allocUnsafe(structuredReadPrefixBytes + request.length);
-          writeStructuredReadPrefix(reply, request, request.length);
-          await device.read(request.offset, reply.subarray(structuredReadPrefixBytes));
-          return reply;
-        }
-        const reply = Buffer.allocUnsafe(simpleReplyBytes + request.length);
-        writeSimpleReplyHeader(reply, 0, request);
-        await device.read(request.offset, reply.subarray(simpleReplyBytes));
+        if (context.structuredReplies && request.length === 0) return encodeStructuredDone(request);
+        const prefixBytes = context.structuredReplies ? structuredReadPrefixBytes : simpleReplyBytes;
+        const reply = ioBufferPool.acquire(prefixBytes + request.length);
+        if (context.structuredReplies) writeStructuredReadPrefix(reply, request, request.length);
+        else writeSimpleReplyHeader(reply, 0, request);
+        // On failure the buffer is not released: pieces of a multi-extent read may still be
+        // filling it in the thread pool; GC reclaims it once they are done.
+        await device.read(request.offset, reply.subarray(prefixBytes));
         return reply;
       }
       case Command.WRITE: {
@@ -444,6 +444,9 @@ export class NbdConnection {
         assert(payload !== undefined && payload.length === request.length, 'WRITE carries its payload');
         await device.write(request.offset, payload, fua ? fuaWriteFlags : noWriteFlags);
         request.payload = undefined; // let the receive buffer go while the reply waits
+        // Back to the pool only after a success: a failed multi-extent write may still have
+        // pieces running in the thread pool that read this buffer (then GC reclaims it instead).
+        ioBufferPool.release(payload); // a no-op unless the payload was assembled in a pooled buffer
         return encodeSimpleReply(0, request);
       }
       case Command.FLUSH:
@@ -497,15 +500,23 @@ export class NbdConnection {
 
   // ---- output and teardown ----
 
-  private write(buffer: Buffer): void {
+  /**
+   * Queues a reply. With `releaseAfter`, the buffer goes back to ioBufferPool once the stream has
+   * handed it to the kernel (or failed): never earlier, or a later READ could overwrite it in flight.
+   */
+  private write(buffer: Buffer, releaseAfter = false): void {
     const stream = this.stream;
-    if (stream.destroyed || !stream.writable) return;
+    if (stream.destroyed || !stream.writable) {
+      if (releaseAfter) ioBufferPool.release(buffer);
+      return;
+    }
     if (!this.corked) {
       this.corked = true;
       stream.cork();
       process.nextTick(uncorkConnection, this);
     }
-    if (!stream.write(buffer) && stream.writableLength >= this.limits.inflightBytesMax) this.outputBlocked = true;
+    const accepted = releaseAfter ? stream.write(buffer, () => ioBufferPool.release(buffer)) : stream.write(buffer);
+    if (!accepted && stream.writableLength >= this.limits.inflightBytesMax) this.outputBlocked = true;
   }
 
   /** @internal process.nextTick target: flushes the replies of one event-loop turn together. */
