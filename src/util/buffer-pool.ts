@@ -44,7 +44,7 @@ export class BufferPool {
     const list = this.free.get(classBytes);
     let backing = list?.pop();
     if (backing !== undefined) this.retainedBytes -= classBytes;
-    else backing = Buffer.allocUnsafeSlow(classBytes).buffer as ArrayBuffer;
+    else backing = Buffer.allocUnsafeSlow(classBytes).buffer;
     assert(backing.byteLength === classBytes, 'a pooled buffer has its class size');
     this.out.add(backing);
     return Buffer.from(backing, 0, length);
