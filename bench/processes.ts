@@ -9,8 +9,18 @@ export interface Server {
   stop(): Promise<void>;
 }
 
+/** Every server still running: killed if this process exits without stopping them (a crash, a closed pipe). */
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+// `npm run bench -- raft | head` closes stdout early: keep going and clean up instead of dying on EPIPE.
+process.stdout.on('error', () => {});
+
 export function startServer(name: string, command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Server {
   const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
+  running.add(child);
+  child.on('exit', () => running.delete(child));
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => { stderr = (stderr + chunk.toString()).slice(-4000); });
   child.on('exit', (code, signal) => {
