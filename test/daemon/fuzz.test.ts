@@ -9,7 +9,8 @@ import t from 'tap';
 import * as net from 'node:net';
 import { SeededRandom } from '../../src/util/random';
 import { startDaemon } from '../helpers/daemon';
-import { fuzzInput, FuzzTargets, randomBytes } from '../nbd/helpers/fuzz-input';
+import { fuzzInput, FuzzTargets } from '../nbd/helpers/fuzz-input';
+import { goodClientLoop } from '../nbd/helpers/good-client';
 import { RawClient } from '../nbd/helpers/raw-client';
 
 const seed = Number(process.env['CAIRN_FUZZ_SEED'] ?? 0xca1d2026);
@@ -71,38 +72,7 @@ t.test('cairnd survives thousands of malformed sessions and keeps every byte of 
   const shadow = Buffer.alloc(goodBytes);
   let fuzzDone = false;
   const goodRandom = random.fork();
-  const goodRun = (async () => {
-    let operations = 0;
-    let cookie = 1n;
-    while (!fuzzDone) {
-      const length = 512 * (1 + goodRandom.int(128));
-      const offset = 512 * goodRandom.int((goodBytes - length) / 512 + 1);
-      const choice = goodRandom.int(10);
-      if (choice < 4) {
-        const payload = randomBytes(goodRandom, length);
-        const error = await good.writeSimple(cookie++, offset, payload, goodRandom.int(4) === 0 ? 1 : 0);
-        if (error !== 0) throw new Error(`good WRITE failed with ${error}`);
-        payload.copy(shadow, offset);
-      } else if (choice < 5) {
-        const type = goodRandom.int(2) === 0 ? 4 : 6;
-        good.sendRequest({ type, cookie, offset, length, flags: type === 6 && goodRandom.int(2) === 0 ? 2 : 0 });
-        const reply = await good.simpleReply();
-        if (reply.error !== 0 || reply.cookie !== cookie) throw new Error(`good command ${type} failed with ${reply.error}`);
-        cookie++;
-        shadow.fill(0, offset, offset + length);
-      } else if (choice < 6) {
-        good.sendRequest({ type: 3, cookie });
-        const reply = await good.simpleReply();
-        if (reply.error !== 0) throw new Error(`good FLUSH failed with ${reply.error}`);
-        cookie++;
-      } else {
-        const data = await good.readSimple(cookie++, offset, length);
-        if (!data.equals(shadow.subarray(offset, offset + length))) throw new Error(`good READ at ${offset} returned wrong data`);
-      }
-      operations++;
-    }
-    return operations;
-  })();
+  const goodRun = goodClientLoop(good, shadow, goodRandom, () => fuzzDone);
 
   let next = 0;
   let hung = 0;
