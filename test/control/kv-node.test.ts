@@ -6,7 +6,7 @@
 // 10 ms ticks) and a KvClient that knows all three; raw sockets send malformed frames and requests.
 import t, { type Test } from 'tap';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KvClient, KvClientError, kvFrameType, kvFrameVersion } from '../../src/control/kv-client';
@@ -15,16 +15,10 @@ import { parseArguments } from '../../src/control/kv-node-main';
 import type { PeerAddress } from '../../src/transport/peer-link';
 import { FrameDecoder, encodeFrame } from '../../src/wire/frame';
 import { pb } from '../../src/wire/messages';
+import { freePort } from '../helpers/ports';
 
 const host = '127.0.0.1';
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 async function startCluster(t: Test): Promise<{ nodes: KvNode[]; client: KvClient }> {
   const root = await mkdtemp(join(tmpdir(), 'cairn-kv-node-'));

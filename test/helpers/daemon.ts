@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Test } from 'tap';
 import { ApiClient } from '../../src/api/client';
+import { freePort } from './ports';
 
 export const repoRoot = resolve(__dirname, '..', '..');
 export const cairndPath = join(repoRoot, 'bin', 'cairnd');
@@ -117,15 +118,3 @@ async function canConnect(path: string): Promise<boolean> {
   });
 }
 
-export async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolvePort(port));
-    });
-  });
-}

@@ -15,6 +15,7 @@ import { FrameDecoder, encodeFrame } from '../../src/wire/frame';
 import { decodePeerHello, encodePeerHello, encodeRaftMessage } from '../../src/wire/raft-codec';
 import { peerFrameType, peerFrameVersion } from '../../src/transport/peer-link';
 import { PeerTransport, type PeerTransportOptions } from '../../src/transport/peer-transport';
+import { freePort } from '../helpers/ports';
 
 const host = '127.0.0.1';
 
@@ -30,14 +31,6 @@ function recordingLogger(lines: string[]): Logger {
   return logger;
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address !== 'object') throw new Error('no address');
-  return address.port;
-}
 
 interface Node {
   readonly transport: PeerTransport;

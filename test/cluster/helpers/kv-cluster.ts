@@ -11,7 +11,6 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -19,18 +18,11 @@ import type { Test } from 'tap';
 import { KvClient, type KvNodeStatus } from '../../../src/control/kv-client';
 import type { PeerAddress } from '../../../src/transport/peer-link';
 import { FaultProxy } from './fault-proxy';
+import { freePort } from '../../helpers/ports';
 
 const host = '127.0.0.1';
 const logLinesKept = 2000;
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address !== 'object') throw new Error('no address');
-  return address.port;
-}
 
 export interface KvClusterOptions {
   readonly size: number;
