@@ -114,7 +114,8 @@ export class VolumeDevice extends BlockDeviceBase {
     const volumes = await Promise.all(options.stores.map((store) => store.openVolume(layout)));
     const stores = options.stores;
     return new VolumeDevice(volumes, () => stores.every((store) => store.driveFeatures.punchHole), {
-      routeExtent: options.routeExtent,
+      // One drive: no per-request routing call on the hot path.
+      ...(volumes.length > 1 ? { routeExtent: options.routeExtent } : {}),
       ...(options.readOnly === undefined ? {} : { readOnly: options.readOnly }),
     });
   }

@@ -127,7 +127,8 @@ export class VolumeRegistry implements ExportResolver {
       const placement = this.placementOf(volume);
       pending = VolumeDevice.openPlaced({
         stores: placement.stores, volumeId: extentVolumeId(volume.id), sizeBytes: volume.sizeBytes, extentBytes: volume.extentBytes,
-        routeExtent: (index) => this.open_.get(volume.id)?.placement.route[index] ?? placement.route[index] ?? 0,
+        // `placement` is the entry's own object: resized() swaps its route in place.
+        routeExtent: (index) => placement.route[index] ?? 0,
       })
         .then((device) => {
           const entry: OpenVolume = { volumeId: volume.id, device, handles: 0, placement };
