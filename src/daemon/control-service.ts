@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { statfs } from 'node:fs/promises';
 import type {
   ApiEvent, AttachmentView, AttachRequest, ControlService, CreateVolumeRequest, DetachRequest, DetachResult, NodeView, ProfileView,
   StatusView, VolumeView,
@@ -205,7 +206,6 @@ export class DaemonControlService implements ControlService {
   }
 
   private async freeBytes(): Promise<number> {
-    const { statfs } = await import('node:fs/promises');
     let free = 0;
     for (const store of this.deps.stores.values()) {
       const stats = await statfs(store.drivePath);
