@@ -12,7 +12,8 @@
         "src/native/nbd-netlink.cc",
         "src/native/nbd-ioctl.cc",
         "src/native/nbd-kernel.cc",
-        "src/native/notify.cc"
+        "src/native/notify.cc",
+        "src/native/socket-ops.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

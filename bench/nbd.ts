@@ -49,7 +49,13 @@ export async function runNbdBench(argv: string[]): Promise<void> {
     if (want('qemu-nbd')) servers.push(await startQemuNbd(root, sizeBytes));
 
     const jobs: Job[] = [];
+    const onlyJobs = option(argv, 'jobs')?.split(',');
     for (const connections of [1, 4]) for (const base of baseJobs) jobs.push({ ...base, name: `${base.label}-c${connections}`, connections });
+    if (onlyJobs) {
+      const unknown = onlyJobs.filter((name) => !jobs.some((job) => job.name === name));
+      if (unknown.length > 0) throw new Error(`unknown job(s) ${unknown.join(', ')}; jobs are ${jobs.map((job) => job.name).join(', ')}`);
+      jobs.splice(0, jobs.length, ...jobs.filter((job) => onlyJobs.includes(job.name)));
+    }
     const results: Result[] = [];
     for (const job of jobs) {
       for (const { server, uri } of servers) {

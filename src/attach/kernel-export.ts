@@ -9,7 +9,7 @@
  * volume's real size. The kernel never sends a request past the size it was given, and that size
  * is never larger than the volume. Everything else passes straight through.
  */
-import type { BlockCapabilities, BlockDevice, Extent, WriteFlags, ZeroFlags } from '../block/block-device';
+import type { BlockCapabilities, BlockDevice, Extent, FlushNotice, WriteFlags, ZeroFlags } from '../block/block-device';
 import { volumeBytesMax } from '../limits';
 import type { NbdExportHandle } from '../nbd/export-resolver';
 
@@ -32,8 +32,8 @@ class GrowableDeviceView implements BlockDevice {
     return this.device.write(offset, source, flags);
   }
 
-  flush(): Promise<void> {
-    return this.device.flush();
+  flush(notice?: FlushNotice): Promise<void> {
+    return this.device.flush(notice);
   }
 
   trim(offset: number, length: number, flags?: WriteFlags): Promise<void> {

@@ -50,12 +50,26 @@ export interface Extent {
   readonly zero: boolean;
 }
 
+/**
+ * A reply a device may send itself the moment a flush is durable: the thread that finished the
+ * sync sends `bytes` on the socket `fd` (one non-blocking send, never on failure) and records in
+ * `sentBytes` how many went out. It saves the hand-back to the event loop before the client
+ * hears. A device may ignore it (`sentBytes` stays 0); the caller sends whatever was not sent.
+ * The caller guarantees that nothing else writes the socket, and that `fd` stays open, until
+ * the flush settles.
+ */
+export interface FlushNotice {
+  readonly fd: number;
+  readonly bytes: Buffer;
+  sentBytes: number;
+}
+
 export interface BlockDevice {
   readonly sizeBytes: number;
   readonly capabilities: BlockCapabilities;
   read(offset: number, target: Buffer): Promise<void>;
   write(offset: number, source: Buffer, flags?: WriteFlags): Promise<void>;
-  flush(): Promise<void>;
+  flush(notice?: FlushNotice): Promise<void>;
   trim(offset: number, length: number, flags?: WriteFlags): Promise<void>;
   zero(offset: number, length: number, flags?: ZeroFlags): Promise<void>;
   /** Prefetch hint; no data changes. */
@@ -73,7 +87,7 @@ export abstract class BlockDeviceBase implements BlockDevice {
 
   protected abstract _read(offset: number, target: Buffer): Promise<void>;
   protected abstract _write(offset: number, source: Buffer, fua: boolean): Promise<void>;
-  protected abstract _flush(): Promise<void>;
+  protected abstract _flush(notice?: FlushNotice): Promise<void>;
   protected abstract _trim(offset: number, length: number): Promise<void>;
   protected abstract _zero(offset: number, length: number, flags: { noHole: boolean; fast: boolean }): Promise<void>;
   protected abstract _extents(offset: number, length: number): Promise<Extent[]>;
@@ -108,9 +122,9 @@ export abstract class BlockDeviceBase implements BlockDevice {
     if (!native) await this.maybeFua(flags.fua === true);
   }
 
-  async flush(): Promise<void> {
+  async flush(notice?: FlushNotice): Promise<void> {
     if (!this.capabilities.canFlush) return;
-    await this._flush();
+    await this._flush(notice);
   }
 
   async trim(offset: number, length: number, flags: WriteFlags = {}): Promise<void> {

@@ -18,7 +18,7 @@ import { extentBytesDefault, nbdBlockStatusDescriptorsMax } from '../limits';
 import { assert } from '../util/assert';
 import type { StoredVolume } from '../extent/stored-volume';
 import type { ExtentStore } from '../extent/extent-store';
-import { BlockCapabilities, BlockDeviceBase, Extent } from './block-device';
+import { BlockCapabilities, BlockDeviceBase, Extent, FlushNotice } from './block-device';
 
 export const extentsDescriptorsMax = nbdBlockStatusDescriptorsMax;
 export const extentsScanFilesMax = 64;
@@ -142,8 +142,8 @@ export class VolumeDevice extends BlockDeviceBase {
       this.at(index).write(index, within, length === source.length ? source : source.subarray(done, done + length), fua));
   }
 
-  protected _flush(): Promise<void> {
-    if (this.volumes.length === 1) return this.volume.flush();
+  protected _flush(notice?: FlushNotice): Promise<void> {
+    if (this.volumes.length === 1) return this.volume.flush(notice);
     return Promise.all(this.volumes.map((volume) => volume.flush())).then(() => undefined);
   }
 

@@ -27,7 +27,7 @@ import { outcomeOf } from '../meta/results';
 import { NbdServer } from '../nbd/server';
 import type { Logger } from '../observe/logger';
 import { LevelKvStore } from '../store/level-kv-store';
-import { KernelBinding, loadKernelBinding } from '../native/binding';
+import { KernelBinding, loadKernelBinding, loadSocketBinding } from '../native/binding';
 import { assert } from '../util/assert';
 import { DaemonControlService } from './control-service';
 import { driveIdPath, extentVolumeId, loadOrCreateId, nodeIdPath } from './identity';
@@ -98,7 +98,7 @@ export class Daemon {
     await this.removeOrphanVolumes();
 
     this.registry = new VolumeRegistry(meta, (volume) => this.placementOf(volume), this.logger.child('volume'), () => this.defaultExport());
-    this.nbd = new NbdServer({ resolver: this.registry, logger: this.logger.child('nbd') });
+    this.nbd = new NbdServer({ resolver: this.registry, logger: this.logger.child('nbd'), socketCalls: loadSocketBinding() });
     if (kernel) {
       this.attach = new AttachManager({
         kernel, sysfs: new LinuxNbdSysfs(), store: new AttachmentStore(config.dataDir), volumes: this.attachVolumes(this.registry),

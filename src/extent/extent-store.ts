@@ -85,8 +85,7 @@ export class ExtentStore {
     this.openFilesMax = options.openFilesMax ?? extentOpenFilesMax;
     this.features = features;
     const modes: FallocateModes = fallocateModes(native.constants);
-    const sync: SyncFunction = options.sync ??
-      ((data, metadata) => native.syncMany(data.map((target) => target.fd), metadata.map((target) => target.fd)));
+    const sync: SyncFunction = options.sync ?? parallelSync(native);
     const warn = options.onWarning ?? ((message: string) => process.emitWarning(message, { code: 'CAIRN_EXTENT_STORE' }));
     this.warn = warn;
     let zeroes: Buffer | undefined;
@@ -482,4 +481,36 @@ async function probeFeatures(native: NativeBinding, drivePath: string): Promise<
     await promisify(fs.unlink)(probePath).catch(() => undefined);
   }
   return features;
+}
+
+/** Most thread-pool calls one flush spreads its fdatasyncs over. */
+export const syncParallelismMax = 4;
+
+/**
+ * The default SyncFunction: the files' fdatasyncs (and the directories' fsyncs) spread over up
+ * to syncParallelismMax thread-pool calls that run at once. Each fdatasync ends with a cache
+ * flush of the disk; issued together, the block layer merges them into one or two, where one
+ * call syncing file after file pays one per file (4 files dirtied by 4 connections between two
+ * flushes cost ≈ 4 × 0.15 ms here). Settles only when every call has settled — a descriptor
+ * must not be unpinned (and possibly closed) while another call still syncs it — and then
+ * rejects with the first failure. A notice is sent only by a single call (count ≤ 1); spread
+ * over several calls, the flush is done when the last settles, on the event loop.
+ */
+export function parallelSync(native: NativeBinding): SyncFunction {
+  return async (data, metadata, notice) => {
+    const count = data.length + metadata.length;
+    if (count <= 1) {
+      const sentBytes = await native.syncMany(data.map((target) => target.fd), metadata.map((target) => target.fd),
+        notice === undefined ? undefined : { fd: notice.fd, bytes: notice.bytes });
+      if (notice !== undefined) notice.sentBytes = sentBytes;
+      return;
+    }
+    const groups = Math.min(syncParallelismMax, count);
+    const dataFds: number[][] = Array.from({ length: groups }, () => []);
+    const metadataFds: number[][] = Array.from({ length: groups }, () => []);
+    data.forEach((target, index) => dataFds[index % groups]?.push(target.fd));
+    metadata.forEach((target, index) => metadataFds[(data.length + index) % groups]?.push(target.fd));
+    const results = await Promise.allSettled(dataFds.map((fds, group) => native.syncMany(fds, metadataFds[group] ?? [])));
+    for (const result of results) if (result.status === 'rejected') throw result.reason;
+  };
 }

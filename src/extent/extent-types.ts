@@ -4,6 +4,7 @@
  * synced. No code.
  */
 import type { Buffer } from 'node:buffer';
+import type { FlushNotice } from '../block/block-device';
 import type { FallocateModes, NativeBinding } from '../native/binding';
 import type { ListNode } from './open-extent-list';
 import type { StoredVolume } from './stored-volume';
@@ -18,7 +19,8 @@ export interface SyncTarget {
  * Makes files durable: fdatasync every `data` target, fsync every `metadata` target
  * (directories). Injectable so tests can observe exactly what is synced.
  */
-export type SyncFunction = (data: readonly SyncTarget[], metadata: readonly SyncTarget[]) => Promise<void>;
+/** Syncs the files, then the directories; may send the notice's bytes once all succeeded (FlushNotice). */
+export type SyncFunction = (data: readonly SyncTarget[], metadata: readonly SyncTarget[], notice?: FlushNotice) => Promise<void>;
 
 /** What the drive's filesystem supports; probed when the store opens, turned off on EOPNOTSUPP. */
 export interface DriveFeatures {

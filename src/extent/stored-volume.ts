@@ -7,8 +7,8 @@
  *
  * Durability contract (NBD semantics):
  * - `write` without fua lands in the page cache and marks its file dirty when it completes.
- * - `flush` snapshots the dirty set at the call, clears it, and fdatasyncs those files in one
- *   thread-pool hop (a write completing during the flush marks its file dirty again, for the
+ * - `flush` snapshots the dirty set at the call, clears it, and fdatasyncs those files in up to
+ *   four concurrent thread-pool calls (parallelSync; a write completing during the flush marks its file dirty again, for the
  *   next flush); it also waits for every sync already in flight (an earlier flush, an eviction
  *   writeback) and fsyncs the volume directory if extent files were created since the last
  *   directory sync. It resolves only when all of that is durable.
@@ -35,7 +35,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { CairnError } from '../errors/cairn-error';
 import { assert } from '../util/assert';
-import type { Extent } from '../block/block-device';
+import type { Extent, FlushNotice } from '../block/block-device';
 import { extentError, isUnsupportedError } from './extent-errors';
 import {
   checkVolumeBytes, extentCount, extentFileName, extentUsableBytes, VolumeLayout,
@@ -243,10 +243,10 @@ export class StoredVolume {
   }
 
   /** Makes every write that completed before this call durable; see the module contract. */
-  async flush(): Promise<void> {
+  async flush(notice?: FlushNotice): Promise<void> {
     this.enter();
     try {
-      await this.durability.flush();
+      await this.durability.flush(notice);
     } finally {
       this.leave();
     }

@@ -20,6 +20,7 @@
 import { CairnError } from '../errors/cairn-error';
 import { assert } from '../util/assert';
 import { extentError } from './extent-errors';
+import type { FlushNotice } from '../block/block-device';
 import type { OpenExtent, SyncFunction, SyncTarget } from './extent-types';
 
 export class VolumeDurability {
@@ -55,10 +56,15 @@ export class VolumeDurability {
     this.dirtyEntries.add(entry);
   }
 
-  /** Makes every completed write durable; see the module contract. */
-  async flush(): Promise<void> {
+  /**
+   * Makes every completed write durable; see the module contract. The notice (see FlushNotice)
+   * is passed on only when this flush is exactly one sync call — nothing else in flight to wait
+   * for, no directory to sync — so the sync's completion is the flush's.
+   */
+  async flush(notice?: FlushNotice): Promise<void> {
     const waits = [...this.syncsInFlight];
-    if (this.dirtyEntries.size > 0) waits.push(this.syncEntries([...this.dirtyEntries]));
+    const alone = waits.length === 0 && this.createdCount <= this.directoryDurableSeq;
+    if (this.dirtyEntries.size > 0) waits.push(this.syncEntries([...this.dirtyEntries], alone ? notice : undefined));
     if (this.createdCount > this.directoryDurableSeq) waits.push(this.syncDirectory(this.createdCount));
     await Promise.all(waits);
     if (this.stickyFailure !== undefined) throw this.stickyFailure;
@@ -85,7 +91,7 @@ export class VolumeDurability {
   }
 
   /** Clears the entries' dirty flags, pins them, and fdatasyncs them in one call. Never rejects. */
-  private syncEntries(entries: readonly OpenExtent[]): Promise<void> {
+  private syncEntries(entries: readonly OpenExtent[], notice?: FlushNotice): Promise<void> {
     for (const entry of entries) {
       assert(!entry.closed, 'a synced entry is open');
       if (entry.dirty) {
@@ -96,7 +102,7 @@ export class VolumeDurability {
     }
     const run = async (): Promise<void> => {
       try {
-        await this.sync(entries.map((entry) => ({ fd: entry.fd, path: entry.path })), []);
+        await this.sync(entries.map((entry) => ({ fd: entry.fd, path: entry.path })), [], notice);
         for (const entry of entries) entry.writebackFailed = false;
       } catch (error) {
         this.recordFailure(error, 'fdatasync', entries.map((entry) => entry.path).join(', '));

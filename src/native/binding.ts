@@ -2,8 +2,9 @@
  * The typed boundary to Cairn's Node-API addon (build/Release/cairn_native.node, built from
  * src/native/*.cc by node-gyp during `npm install`).
  *
- * Owns: the `NativeBinding` interface (the only way TypeScript reaches the addon's file calls)
- * and the `KernelBinding` interface (its kernel NBD attach and systemd notify calls), the loader
+ * Owns: the `NativeBinding` interface (the only way TypeScript reaches the addon's file calls),
+ * the `KernelBinding` interface (its kernel NBD attach and systemd notify calls), the
+ * `SocketBinding` interface (bulk NBD socket transfers on the thread pool), the loader
  * that finds the addon from both `src/` (tap, ts-node) and `dist/src/` (compiled), and argument
  * validation in front of every call.
  *
@@ -65,9 +66,11 @@ export interface NativeBinding {
   /**
    * One thread-pool hop: start writeback of every data fd, fdatasync each, then fsync each
    * metadata fd (directories). Every fd is synced even after a failure; the first failure
-   * rejects, with the failing descriptor in `fd`.
+   * rejects, with the failing descriptor in `fd`. With a notice, once every sync succeeded the
+   * same thread sends `notice.bytes` on the socket `notice.fd` (one non-blocking send); resolves
+   * with the bytes that send took (0 without a notice, or when the socket had no room).
    */
-  syncMany(dataFds: readonly number[], metadataFds: readonly number[]): Promise<void>;
+  syncMany(dataFds: readonly number[], metadataFds: readonly number[], notice?: { readonly fd: number; readonly bytes: Uint8Array }): Promise<number>;
   /** posix_fadvise(2) with POSIX_FADV_WILLNEED or POSIX_FADV_DONTNEED; length 0 = to end of file. */
   fadvise(fd: number, offset: number, length: number, advice: number): void;
   /** cachestat(2) of [offset, offset+length); length 0 = to end of file. */
@@ -243,9 +246,11 @@ export function checkedBinding(raw: NativeBinding): NativeBinding {
       if (typeof dsync !== 'boolean') throw new TypeError('dsync must be a boolean');
       return raw.pwriteAsync(fd, source, position, dsync);
     },
-    syncMany(dataFds, metadataFds) {
+    syncMany(dataFds, metadataFds, notice) {
       checkFdList('dataFds', dataFds); checkFdList('metadataFds', metadataFds);
-      return raw.syncMany(dataFds, metadataFds);
+      if (notice === undefined) return raw.syncMany(dataFds, metadataFds);
+      checkFd(notice.fd); checkBytes('notice.bytes', notice.bytes);
+      return raw.syncMany(dataFds, metadataFds, notice);
     },
     fadvise(fd, offset, length, advice) {
       checkFd(fd); checkInteger('offset', offset, 0); checkInteger('length', length, 0); checkAdvice(advice);
@@ -469,6 +474,77 @@ export function checkedKernelBinding(raw: KernelBinding): KernelBinding {
       }
       checkText('message', message, notifyMessageBytesMax);
       raw.sdNotify(socketPath, message);
+    },
+  };
+}
+
+// ---- Bulk socket transfers (socket-ops.cc) ---------------------------------------------------
+
+/**
+ * The NBD connection's side channel to its socket: large payloads move on the thread pool. A
+ * transfer resolves with the bytes moved — all of them, or fewer when the peer stayed silent for
+ * idleMs, ended its side (receive) or the socket was shut down — and rejects on a socket error.
+ * Nothing else may read (recv) or write (send) the socket while a transfer runs, and the
+ * descriptor (a socketDup copy) must stay open until it settles.
+ */
+export interface SocketBinding {
+  /** A close-on-exec duplicate of a stream socket's descriptor. */
+  socketDup(fd: number): number;
+  /** shutdown(SHUT_RDWR): ends transfers blocked on the socket; ENOTCONN is not an error. */
+  socketShutdown(fd: number): void;
+  socketClose(fd: number): void;
+  sendAsync(fd: number, source: Uint8Array, idleMs: number): Promise<number>;
+  recvAsync(fd: number, target: Uint8Array, idleMs: number): Promise<number>;
+}
+
+/** The longest a transfer may wait for a silent peer (the addon's bound). */
+export const socketIdleMsMax = 60_000;
+
+let loadedSocket: SocketBinding | undefined;
+
+/** Loads the addon once per process and returns the validating socket binding over it. */
+export function loadSocketBinding(): SocketBinding {
+  if (loadedSocket !== undefined) return loadedSocket;
+  const addonPath = nativeAddonPath();
+  const holder = { exports: {} as unknown };
+  try {
+    process.dlopen(holder, addonPath);
+  } catch (error) {
+    throw new CairnError('CAIRN_PLATFORM',
+      `the native addon ${addonPath} failed to load (${(error as Error).message}): run npm install to rebuild the native addon`,
+      { cause: error });
+  }
+  const raw = holder.exports as Partial<SocketBinding>;
+  if (typeof raw.sendAsync !== 'function' || typeof raw.socketDup !== 'function') {
+    throw new CairnError('CAIRN_PLATFORM', `the native addon ${addonPath} predates socket transfers: run npm install to rebuild it`);
+  }
+  loadedSocket = checkedSocketBinding(raw as SocketBinding);
+  return loadedSocket;
+}
+
+/** Wraps a raw addon (or a test double of the same shape) so every call validates first. */
+export function checkedSocketBinding(raw: SocketBinding): SocketBinding {
+  const checkIdle = (idleMs: unknown): void => checkRange('idleMs', idleMs, 1, socketIdleMsMax);
+  return {
+    socketDup(fd) {
+      checkFd(fd);
+      return raw.socketDup(fd);
+    },
+    socketShutdown(fd) {
+      checkFd(fd);
+      raw.socketShutdown(fd);
+    },
+    socketClose(fd) {
+      checkFd(fd);
+      raw.socketClose(fd);
+    },
+    sendAsync(fd, source, idleMs) {
+      checkFd(fd); checkBytes('source', source); checkIdle(idleMs);
+      return raw.sendAsync(fd, source, idleMs);
+    },
+    recvAsync(fd, target, idleMs) {
+      checkFd(fd); checkBytes('target', target); checkIdle(idleMs);
+      return raw.recvAsync(fd, target, idleMs);
     },
   };
 }

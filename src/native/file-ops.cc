@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 
 #include "arguments.h"
 #include "errno-error.h"
+#include "promise-worker.h"
 
 #ifndef RWF_DSYNC
 #define RWF_DSYNC 0x00000002
@@ -268,44 +270,22 @@ Napi::Value CachestatCall(const Napi::CallbackInfo& info) {
 
 // --- thread-pool calls ------------------------------------------------------------------------
 
-// An AsyncWorker that settles a promise: Execute() records errno instead of calling SetError so
-// the rejection carries code / errno / syscall like every synchronous failure.
-class PromiseWorker : public Napi::AsyncWorker {
+// File-call workers: failures become SyscallError, which explains fallocate modes by name.
+class FileWorker : public PromiseWorker {
  public:
-  explicit PromiseWorker(Napi::Env env, const char* name)
-      : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise Promise() const { return deferred_.Promise(); }
+  explicit FileWorker(Napi::Env env, const char* name) : PromiseWorker(env, name) {}
 
  protected:
-  void Fail(int error_number, const char* syscall) {
-    error_number_ = error_number;
-    failed_syscall_ = syscall;
+  Napi::Error MakeError(Napi::Env env, int error_number, const char* syscall) override {
+    return SyscallError(env, error_number, syscall, fallocate_mode_);
   }
-  virtual Napi::Value Result(Napi::Env env) = 0;
-  virtual void Annotate(Napi::Error& /*error*/) {}
   int fallocate_mode_ = 0;
-
- private:
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    if (error_number_ == 0) {
-      deferred_.Resolve(Result(env));
-      return;
-    }
-    Napi::Error error = SyscallError(env, error_number_, failed_syscall_, fallocate_mode_);
-    Annotate(error);
-    deferred_.Reject(error.Value());
-  }
-  Napi::Promise::Deferred deferred_;
-  int error_number_ = 0;
-  const char* failed_syscall_ = "";
 };
 
-class FallocateWorker : public PromiseWorker {
+class FallocateWorker : public FileWorker {
  public:
   FallocateWorker(Napi::Env env, int fd, int mode, int64_t offset, int64_t length)
-      : PromiseWorker(env, "cairn.fallocate"), fd_(fd), mode_(mode), offset_(offset), length_(length) {
+      : FileWorker(env, "cairn.fallocate"), fd_(fd), mode_(mode), offset_(offset), length_(length) {
     fallocate_mode_ = mode;
   }
 
@@ -325,10 +305,10 @@ class FallocateWorker : public PromiseWorker {
 
 // Reads until the view is full or end of file; writes until everything is written. The buffer
 // is referenced until the worker completes so the collector cannot free it under the thread.
-class TransferWorker : public PromiseWorker {
+class TransferWorker : public FileWorker {
  public:
   TransferWorker(Napi::Env env, bool write, int fd, Napi::Value buffer, ByteView view, int64_t position, int flags)
-      : PromiseWorker(env, write ? "cairn.pwrite" : "cairn.pread"),
+      : FileWorker(env, write ? "cairn.pwrite" : "cairn.pread"),
         write_(write), fd_(fd), buffer_(Napi::Persistent(buffer.As<Napi::Object>())), view_(view),
         position_(position), flags_(flags) {}
 
@@ -366,10 +346,17 @@ class TransferWorker : public PromiseWorker {
 // fdatasync every data descriptor, then fsync every metadata descriptor (directories), one after
 // another on one pool thread. Every descriptor is synced even after a failure; the first failure
 // rejects the promise and names its descriptor in `fd`.
-class SyncManyWorker : public PromiseWorker {
+class SyncManyWorker : public FileWorker {
  public:
   SyncManyWorker(Napi::Env env, std::vector<int> data_fds, std::vector<int> metadata_fds)
-      : PromiseWorker(env, "cairn.syncMany"), data_fds_(std::move(data_fds)), metadata_fds_(std::move(metadata_fds)) {}
+      : FileWorker(env, "cairn.syncMany"), data_fds_(std::move(data_fds)), metadata_fds_(std::move(metadata_fds)) {}
+
+  // After every sync succeeded, send `view` on the socket `fd` once, without waiting.
+  void SetNotice(int fd, Napi::Value buffer, ByteView view) {
+    notice_fd_ = fd;
+    notice_buffer_ = Napi::Persistent(buffer.As<Napi::Object>());
+    notice_view_ = view;
+  }
 
  protected:
   void Execute() override {
@@ -381,8 +368,15 @@ class SyncManyWorker : public PromiseWorker {
     }
     for (int fd : data_fds_) Sync(fd, true);
     for (int fd : metadata_fds_) Sync(fd, false);
+    if (failed_fd_ >= 0 || notice_fd_ < 0 || notice_view_.length == 0) return;
+    ssize_t sent;
+    do {
+      sent = send(notice_fd_, notice_view_.data, notice_view_.length, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (sent < 0 && errno == EINTR);
+    // No room, or the peer is gone: the caller sends it (or finds the connection closed).
+    if (sent > 0) notice_sent_ = static_cast<size_t>(sent);
   }
-  Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
+  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, static_cast<double>(notice_sent_)); }
   void Annotate(Napi::Error& error) override { error.Set("fd", Napi::Number::New(Env(), failed_fd_)); }
 
  private:
@@ -399,14 +393,12 @@ class SyncManyWorker : public PromiseWorker {
   std::vector<int> data_fds_;
   std::vector<int> metadata_fds_;
   int failed_fd_ = -1;
+  int notice_fd_ = -1;
+  Napi::ObjectReference notice_buffer_;
+  ByteView notice_view_ = {nullptr, 0};
+  size_t notice_sent_ = 0;
 };
 
-template <typename Worker>
-Napi::Value QueueWorker(Worker* worker) {
-  Napi::Promise promise = worker->Promise();
-  worker->Queue();
-  return promise;
-}
 
 // fallocateAsync(fd, mode, offset, length): Promise<void>, the call runs on the thread pool.
 Napi::Value FallocateAsync(const Napi::CallbackInfo& info) {
@@ -459,12 +451,35 @@ std::vector<int> FdListArgument(const Napi::CallbackInfo& info, size_t index, co
   return fds;
 }
 
-// syncMany(dataFds, metadataFds): Promise<void>; see SyncManyWorker.
+// syncMany(dataFds, metadataFds[, notice {fd, bytes}]): Promise<bytes of the notice sent>;
+// see SyncManyWorker.
 Napi::Value SyncMany(const Napi::CallbackInfo& info) {
   RequireArgumentCount(info, 2, "syncMany");
   std::vector<int> data_fds = FdListArgument(info, 0, "dataFds");
   std::vector<int> metadata_fds = FdListArgument(info, 1, "metadataFds");
-  return QueueWorker(new SyncManyWorker(info.Env(), std::move(data_fds), std::move(metadata_fds)));
+  auto* worker = new SyncManyWorker(info.Env(), std::move(data_fds), std::move(metadata_fds));
+  if (info.Length() > 2 && !info[2].IsUndefined()) {
+    try {
+      if (!info[2].IsObject()) throw Napi::TypeError::New(info.Env(), "notice must be an object {fd, bytes}");
+      Napi::Object notice = info[2].As<Napi::Object>();
+      Napi::Value fd = notice.Get("fd");
+      Napi::Value bytes = notice.Get("bytes");
+      const double number = fd.IsNumber() ? fd.As<Napi::Number>().DoubleValue() : -1;
+      if (!(number >= 0 && number <= static_cast<double>(INT32_MAX)) || static_cast<double>(static_cast<int>(number)) != number) {
+        throw Napi::TypeError::New(info.Env(), "notice.fd must be a file descriptor (an integer in [0, 2^31 - 1])");
+      }
+      if (!bytes.IsTypedArray() || bytes.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+        throw Napi::TypeError::New(info.Env(), "notice.bytes must be a Buffer or Uint8Array");
+      }
+      Napi::Uint8Array array = bytes.As<Napi::Uint8Array>();
+      if (array.ByteLength() > kIoBytesMax) throw Napi::TypeError::New(info.Env(), "notice.bytes is too long");
+      worker->SetNotice(static_cast<int>(number), bytes, ByteView{array.Data(), array.ByteLength()});
+    } catch (...) {
+      delete worker;
+      throw;
+    }
+  }
+  return QueueWorker(worker);
 }
 
 }  // namespace

@@ -73,6 +73,14 @@ export class ByteQueue {
     return target;
   }
 
+  /** Consumes `count` bytes, copying them into `target` at `targetOffset`. */
+  takeInto(target: Buffer, targetOffset: number, count: number): void {
+    assert(count <= this.byteCount, 'take past the queued bytes');
+    assert(targetOffset >= 0 && targetOffset + count <= target.length, 'takeInto past the target');
+    this.copyOut(target.subarray(targetOffset), count);
+    this.skip(count);
+  }
+
   /** Consumes `count` bytes. */
   skip(count: number): void {
     assert(count >= 0, 'skip a negative count');

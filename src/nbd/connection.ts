@@ -24,6 +24,21 @@
  *   write and uncorked on the next tick, so one writev carries them.
  * - A closing connection whose peer stops reading is destroyed after lingerMs (or the shutdown
  *   deadline), so neither a connection slot nor server.close() can be held forever.
+ *
+ * Socket fast paths (only for sockets the server adopted, see socket-input.ts and
+ * bulk-channel.ts; any other Duplex uses plain 'data' events and stream writes):
+ * - Reads land in staging slabs, and a large WRITE payload is received straight into its own
+ *   buffer (no copy out of receive chunks).
+ * - A payload with at least bulkReceiveBytesMin still missing is received on the thread pool
+ *   while the socket is not read on the event loop; a READ reply of at least bulkSendBytesMin
+ *   is sent on the thread pool when nothing else is queued for output, and replies finished
+ *   meanwhile wait (in order) until it is done. So the socket is never read, or written, by two
+ *   threads at once, and the stream is ended only after a bulk send has finished.
+ * - A FLUSH that is the connection's only request, with no output queued, lends the output to
+ *   the thread that syncs: it sends the reply the moment the data is durable (FlushNotice), with
+ *   no hand-back to the event loop first — the QD1 write+flush pattern of databases. Replies
+ *   finished meanwhile wait as for a bulk send; the shutdown deadline never answers that FLUSH
+ *   a second time.
  */
 import type { Duplex } from 'node:stream';
 import { isCairnError, NbdErrno } from '../errors/cairn-error';
@@ -31,7 +46,7 @@ import {
   nbdBlockStatusDescriptorsMax, nbdHandshakeTimeoutMs, nbdInflightBytesMax, nbdInflightRequestsMax,
   nbdOptionBytesMax, nbdOptionsPerConnectionMax, requestBytesMax,
 } from '../limits';
-import type { WriteFlags, ZeroFlags } from '../block/block-device';
+import type { BlockDevice, FlushNotice, WriteFlags, ZeroFlags } from '../block/block-device';
 import { ioBufferPool } from './io-buffer-pool';
 import { assert, AssertionError } from '../util/assert';
 import { ByteQueue } from './byte-queue';
@@ -43,7 +58,17 @@ import {
   structuredReadPrefixBytes, writeSimpleReplyHeader, writeStructuredReadPrefix,
 } from './replies';
 import { NbdRequest, RequestParseFailure, RequestParser } from './request-parser';
+import type { BulkChannel } from './bulk-channel';
+import type { InputConsumer, SocketInput } from './socket-input';
 import { clientMessageOf, descriptorsFor, nbdErrorFor, TransmissionContext, validateRequest } from './validate';
+import { KiB } from '../util/units';
+
+/** A WRITE payload missing at least this much is received straight into its buffer. */
+export const directReceiveBytesMin = 32 * KiB;
+/** A WRITE payload missing at least this much is received on the thread pool (bulk channel). */
+export const bulkReceiveBytesMin = 256 * KiB;
+/** A reply at least this long is sent on the thread pool (bulk channel) when output is idle. */
+export const bulkSendBytesMin = 256 * KiB;
 
 export interface ConnectionLimits {
   readonly inflightRequestsMax: number;
@@ -79,6 +104,10 @@ export interface ConnectionOptions {
   readonly resolver?: ExportResolver;
   /** Handshake only: true once the server is closing (options get ERR_SHUTDOWN). */
   readonly isShuttingDown?: () => boolean;
+  /** The stream is a socket in onread mode whose reads land where this input says (adoptSocket). */
+  readonly input?: SocketInput;
+  /** A second descriptor of the stream's socket for bulk transfers; the connection closes it. */
+  readonly bulk?: BulkChannel;
 }
 
 const noWriteFlags: WriteFlags = {};
@@ -123,6 +152,22 @@ export class NbdConnection {
   private released = false;
   private resolveClosed: () => void = () => {};
 
+  // Socket fast paths (see the module comment).
+  private readonly bulk: BulkChannel | undefined;
+  /** Whether the caller wants input; the socket reads only if also no bulk receive runs. */
+  private readingWanted = true;
+  private bulkReceiving = false;
+  /** A payload whose bulk receive came back short: it is finished on the event loop. */
+  private bulkDeclined: NbdRequest | undefined;
+  /** A pool thread owns the socket's output: a bulk send, or the FLUSH in `lentFor`. */
+  private outputLent = false;
+  private lentFor: NbdRequest | undefined;
+  /** Replies finished while a bulk send runs, in order, and their bytes. */
+  private held: Array<{ buffer: Buffer; releaseAfter: boolean }> = [];
+  private heldBytes = 0;
+  /** endStream() ran while a bulk send was running: end the stream once it is done. */
+  private endPending = false;
+
   constructor(stream: Duplex, options: ConnectionOptions) {
     this.stream = stream;
     this.id = options.id;
@@ -135,7 +180,9 @@ export class NbdConnection {
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
-    stream.on('data', this.onData);
+    this.bulk = options.bulk;
+    if (options.input !== undefined) options.input.attach(this.inputConsumer());
+    else stream.on('data', this.onData);
     stream.on('end', this.onEnd);
     stream.on('error', this.onError);
     stream.on('close', this.onClose);
@@ -196,6 +243,7 @@ export class NbdConnection {
     this.clearTimers();
     this.queue.clear();
     this.stream.destroy();
+    this.bulk?.close();
   }
 
   // ---- stream events (bound once per connection) ----
@@ -210,6 +258,20 @@ export class NbdConnection {
     if (this.phaseValue === 'transmission') this.pumpRequests();
     else this.negotiation?.pump();
   };
+
+  /** The SocketInput's view of this connection (built once). */
+  private inputConsumer(): InputConsumer {
+    return {
+      directTarget: () => (this.phaseValue === 'transmission' && !this.bulkReceiving
+        ? this.requestParser?.directTarget(directReceiveBytesMin) : undefined),
+      receivedChunk: (chunk) => this.onData(chunk),
+      receivedDirect: (count) => {
+        if (this.phaseValue !== 'transmission') return;
+        this.requestParser?.directReceived(count);
+        this.pumpRequests();
+      },
+    };
+  }
 
   private readonly onEnd = (): void => {
     if (this.phaseValue === 'handshake') {
@@ -233,6 +295,8 @@ export class NbdConnection {
     this.lingerTimer = undefined;
     this.queue.clear();
     this.inflight.clear();
+    this.releaseHeld();
+    this.bulk?.close();
     this.logger.debug('nbd connection closed', { connection: this.id });
     this.maybeRelease();
   };
@@ -256,6 +320,7 @@ export class NbdConnection {
     }
     if (this.phaseValue !== 'draining') return;
     for (const request of this.inflight) {
+      if (request === this.lentFor) continue; // its reply is on its way from the syncing thread
       this.write(this.errorReply(request, NbdErrno.ESHUTDOWN, 'server is shutting down'));
     }
     this.inflight.clear();
@@ -360,6 +425,7 @@ export class NbdConnection {
       this.dispatch(request);
     }
     this.updateReading();
+    this.maybeStartBulkReceive();
   }
 
   private updateReading(): void {
@@ -369,10 +435,42 @@ export class NbdConnection {
   }
 
   private setReading(wanted: boolean): void {
-    if (wanted === this.reading) return;
-    this.reading = wanted;
-    if (wanted) this.stream.resume();
+    this.readingWanted = wanted;
+    this.applyReading();
+  }
+
+  /** Reads the socket when input is wanted and no bulk receive owns it. */
+  private applyReading(): void {
+    const reading = this.readingWanted && !this.bulkReceiving;
+    if (reading === this.reading) return;
+    this.reading = reading;
+    if (reading) this.stream.resume();
     else this.stream.pause();
+  }
+
+  /** Hands the rest of a large pending WRITE payload to the bulk channel (see the module comment). */
+  private maybeStartBulkReceive(): void {
+    const bulk = this.bulk;
+    const parser = this.requestParser;
+    if (bulk === undefined || parser === undefined || this.bulkReceiving || !this.reading
+      || this.phaseValue !== 'transmission' || !bulk.available) return;
+    const pending = parser.pendingWrite;
+    if (pending === undefined || pending === this.bulkDeclined || parser.missingPayloadBytes < bulkReceiveBytesMin) return;
+    const target = parser.directTarget(bulkReceiveBytesMin);
+    if (target === undefined) return;
+    this.bulkReceiving = true;
+    this.applyReading();
+    bulk.receive(target).then((count) => {
+      this.bulkReceiving = false;
+      if (this.phaseValue !== 'transmission') return; // draining or closed: the payload is abandoned
+      parser.directReceived(count);
+      // Short: the peer paused or ended; finish this payload on the event loop.
+      if (count < target.length) this.bulkDeclined = pending;
+      this.pumpRequests();
+    }, (error: unknown) => {
+      this.bulkReceiving = false;
+      this.destroy(`socket receive failed: ${(error as Error).message}`);
+    });
   }
 
   private dispatch(request: NbdRequest): void {
@@ -393,7 +491,7 @@ export class NbdConnection {
   }
 
   private async execute(request: NbdRequest): Promise<void> {
-    let reply: Buffer;
+    let reply: Buffer | undefined;
     try {
       reply = await this.perform(request);
     } catch (error) {
@@ -409,19 +507,22 @@ export class NbdConnection {
     }
     if (!this.inflight.delete(request)) {
       // Answered already (shutdown deadline) or the connection closed.
-      ioBufferPool.release(reply);
+      if (reply !== undefined) ioBufferPool.release(reply);
       this.maybeRelease();
       return;
     }
     this.inflightBytes -= costBytesOf(request);
-    this.write(reply, true);
+    if (reply !== undefined) this.write(reply, true);
     if (this.phaseValue === 'transmission') this.pumpRequests();
     else if (this.phaseValue === 'draining') this.maybeFinishDraining();
     else this.maybeRelease();
   }
 
-  /** Runs one validated request on the device and returns the whole success reply. */
-  private async perform(request: NbdRequest): Promise<Buffer> {
+  /**
+   * Runs one validated request on the device and returns the whole success reply, or undefined
+   * when the reply was already sent (a FLUSH answered by its syncing thread).
+   */
+  private async perform(request: NbdRequest): Promise<Buffer | undefined> {
     const handle = this.handle;
     const context = this.context;
     assert(handle !== undefined && context !== undefined, 'transmission state exists');
@@ -450,8 +551,7 @@ export class NbdConnection {
         return encodeSimpleReply(0, request);
       }
       case Command.FLUSH:
-        await device.flush();
-        return encodeSimpleReply(0, request);
+        return this.flush(device, request);
       case Command.TRIM:
         await device.trim(request.offset, request.length, fua ? fuaWriteFlags : noWriteFlags);
         return encodeSimpleReply(0, request);
@@ -476,6 +576,37 @@ export class NbdConnection {
       default:
         throw new AssertionError(`validated request has unknown command ${request.type}`);
     }
+  }
+
+  /** FLUSH; answered by the syncing thread when the output can be lent (see the module comment). */
+  private async flush(device: BlockDevice, request: NbdRequest): Promise<Buffer | undefined> {
+    const reply = encodeSimpleReply(0, request);
+    const bulk = this.bulk;
+    const stream = this.stream;
+    if (bulk === undefined || !bulk.isOpen || this.outputLent || this.inflight.size !== 1 || this.phaseValue !== 'transmission'
+      || stream.destroyed || !stream.writable || stream.writableLength !== 0) {
+      await device.flush();
+      return reply;
+    }
+    this.outputLent = true;
+    this.lentFor = request;
+    const notice: FlushNotice = { fd: bulk.fd, bytes: reply, sentBytes: 0 };
+    try {
+      await bulk.lend(() => device.flush(notice));
+    } catch (error) {
+      this.returnOutput(undefined);
+      throw error;
+    }
+    this.returnOutput(reply.subarray(notice.sentBytes));
+    return undefined;
+  }
+
+  /** The pool thread is done with the output: `first` (the rest of its reply) goes out first. */
+  private returnOutput(first: Buffer | undefined): void {
+    this.outputLent = false;
+    this.lentFor = undefined;
+    if (first !== undefined && first.length > 0) this.write(first);
+    this.outputReturned();
   }
 
   /** READ and BLOCK_STATUS errors go in a structured ERROR chunk when negotiated; others are simple. */
@@ -510,6 +641,16 @@ export class NbdConnection {
       if (releaseAfter) ioBufferPool.release(buffer);
       return;
     }
+    if (this.outputLent) {
+      this.held.push({ buffer, releaseAfter });
+      this.heldBytes += buffer.length;
+      if (this.heldBytes + stream.writableLength >= this.limits.inflightBytesMax) this.outputBlocked = true;
+      return;
+    }
+    if (releaseAfter && buffer.length >= bulkSendBytesMin && stream.writableLength === 0 && this.bulk?.available === true) {
+      this.startBulkSend(this.bulk, buffer);
+      return;
+    }
     if (!this.corked) {
       this.corked = true;
       stream.cork();
@@ -517,6 +658,53 @@ export class NbdConnection {
     }
     const accepted = releaseAfter ? stream.write(buffer, () => ioBufferPool.release(buffer)) : stream.write(buffer);
     if (!accepted && stream.writableLength >= this.limits.inflightBytesMax) this.outputBlocked = true;
+  }
+
+  /** Sends one reply on the bulk channel; replies finished meanwhile are held until it is done. */
+  private startBulkSend(bulk: BulkChannel, buffer: Buffer): void {
+    this.outputLent = true;
+    bulk.send(buffer).then((count) => {
+      this.outputLent = false;
+      const stream = this.stream;
+      if (count < buffer.length && !stream.destroyed && stream.writable) {
+        // The peer stopped taking bytes for a while: the event loop sends the rest (first, in order).
+        stream.write(buffer.subarray(count), () => ioBufferPool.release(buffer));
+      } else {
+        ioBufferPool.release(buffer);
+      }
+      this.outputReturned();
+    }, (error: unknown) => {
+      this.outputLent = false;
+      ioBufferPool.release(buffer);
+      this.releaseHeld();
+      this.destroy(`socket send failed: ${(error as Error).message}`);
+    });
+  }
+
+  /** Writes the held replies (the first may start another bulk send), then a pending end. */
+  private outputReturned(): void {
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    for (const { buffer, releaseAfter } of held) this.write(buffer, releaseAfter);
+    if (this.outputLent) return;
+    const stream = this.stream;
+    if (this.endPending) {
+      this.endPending = false;
+      if (!stream.destroyed && !stream.writableEnded) stream.end(() => stream.destroy());
+      return;
+    }
+    if (this.outputBlocked && stream.writableLength < this.limits.inflightBytesMax) {
+      this.outputBlocked = false;
+      if (this.phaseValue === 'transmission') this.pumpRequests();
+    }
+  }
+
+  /** Drops held replies (the connection is going away), returning their buffers to the pool. */
+  private releaseHeld(): void {
+    for (const { buffer, releaseAfter } of this.held) if (releaseAfter) ioBufferPool.release(buffer);
+    this.held = [];
+    this.heldBytes = 0;
   }
 
   /** @internal process.nextTick target: flushes the replies of one event-loop turn together. */
@@ -537,8 +725,12 @@ export class NbdConnection {
       this.stream.destroy();
       return;
     }
-    this.stream.end(() => this.stream.destroy());
     this.armLingerTimer(this.shutdownDeadlineMs > 0 ? Math.min(lingerMs, this.shutdownDeadlineMs) : lingerMs);
+    if (this.outputLent) {
+      this.endPending = true; // outputReturned() ends the stream once the bulk send is done
+      return;
+    }
+    this.stream.end(() => this.stream.destroy());
   }
 
   private armLingerTimer(lingerMs: number): void {

@@ -9,10 +9,17 @@
  * connection is dropped, because skipping up to 4 GiB to resynchronise serves no honest client.
  * Bad magic is fatal for the same reason (no way to find the next header). Everything else —
  * unknown commands and flags, bad ranges — is the validator's job, which answers with an errno.
+ *
+ * Direct receive: a large payload still arriving can be *adopted* (`directTarget`): the parser
+ * takes a buffer of the payload's size, moves the bytes already queued into it, and hands out
+ * the unfilled rest so the socket reads straight into it (no copy out of receive chunks).
+ * Bytes that still arrive through the queue meanwhile are moved in first, in order, so the
+ * payload is always filled front to back: `filled` bytes are in place, the rest is missing.
  */
 import { requestBytesMax } from '../limits';
 import { assert } from '../util/assert';
 import { ByteQueue } from './byte-queue';
+import { ioBufferPool } from './io-buffer-pool';
 import { Command, requestHeaderBytes, requestMagic } from './protocol';
 
 const twoTo32 = 4294967296;
@@ -46,22 +53,59 @@ export class RequestParser {
   /** A WRITE header whose payload has not fully arrived yet. */
   private pending: NbdRequest | undefined;
   private failure: RequestParseFailure | undefined;
+  /** The pending WRITE's payload buffer once adopted for direct receive, and its filled prefix. */
+  private adopted: Buffer | undefined;
+  private filled = 0;
 
   constructor(private readonly queue: ByteQueue, options: RequestParserOptions = {}) {
     this.payloadBytesMax = options.payloadBytesMax ?? requestBytesMax;
     assert(this.payloadBytesMax > 0, 'payloadBytesMax must be positive');
   }
 
+  /** The WRITE whose payload is still arriving, if any. */
+  get pendingWrite(): NbdRequest | undefined {
+    return this.pending;
+  }
+
   /** Bytes still missing before the next request is complete (0 when unknown or none pending). */
   get missingPayloadBytes(): number {
-    return this.pending === undefined ? 0 : Math.max(0, this.pending.length - this.queue.byteLength);
+    if (this.pending === undefined) return 0;
+    return Math.max(0, this.pending.length - this.filled - this.queue.byteLength);
+  }
+
+  /**
+   * Where the rest of the pending WRITE payload may be received directly: the unfilled part of
+   * its adopted buffer. Adopts the payload when at least `minimumBytes` are missing; undefined
+   * when no payload is pending, too little is missing, or it is complete (call next()).
+   */
+  directTarget(minimumBytes: number): Buffer | undefined {
+    const request = this.pending;
+    if (request === undefined) return undefined;
+    if (this.adopted === undefined) {
+      if (request.length - this.queue.byteLength < minimumBytes) return undefined;
+      this.adopted = ioBufferPool.acquire(request.length);
+      this.filled = 0;
+    }
+    this.absorbQueued(request);
+    return this.filled < request.length ? this.adopted.subarray(this.filled) : undefined;
+  }
+
+  /** `count` bytes were received straight into the last directTarget(). */
+  directReceived(count: number): void {
+    const request = this.pending;
+    assert(request !== undefined && this.adopted !== undefined, 'direct bytes need an adopted payload');
+    assert(Number.isSafeInteger(count) && count >= 0 && this.filled + count <= request.length, 'direct bytes fit the payload');
+    assert(this.queue.byteLength === 0, 'direct bytes arrive only after every queued byte was absorbed');
+    this.filled += count;
   }
 
   /** The next complete request, undefined until more bytes arrive, or the fatal failure. */
   next(): NbdRequest | RequestParseFailure | undefined {
     if (this.failure !== undefined) return this.failure;
     const queue = this.queue;
-    if (this.pending !== undefined) return this.maybeCompletePayload(this.pending);
+    if (this.pending !== undefined) {
+      return this.adopted === undefined ? this.maybeCompletePayload(this.pending) : this.maybeCompleteAdopted(this.pending);
+    }
     if (queue.byteLength < requestHeaderBytes) return undefined;
     queue.prepare(requestHeaderBytes);
     const view = queue.view;
@@ -84,6 +128,28 @@ export class RequestParser {
       return this.failure;
     }
     return this.maybeCompletePayload(new NbdRequest(flags, type, cookieHigh, cookieLow, offset, length, undefined));
+  }
+
+  private maybeCompleteAdopted(request: NbdRequest): NbdRequest | undefined {
+    const adopted = this.adopted;
+    assert(adopted !== undefined, 'an adopted payload exists');
+    this.absorbQueued(request);
+    if (this.filled < request.length) return undefined;
+    this.pending = undefined;
+    this.adopted = undefined;
+    this.filled = 0;
+    request.payload = adopted;
+    return request;
+  }
+
+  /** Moves queued payload bytes into the adopted buffer (they precede anything received directly). */
+  private absorbQueued(request: NbdRequest): void {
+    const adopted = this.adopted;
+    assert(adopted !== undefined, 'an adopted payload exists');
+    const count = Math.min(this.queue.byteLength, request.length - this.filled);
+    if (count === 0) return;
+    this.queue.takeInto(adopted, this.filled, count);
+    this.filled += count;
   }
 
   private maybeCompletePayload(request: NbdRequest): NbdRequest | undefined {

@@ -18,6 +18,8 @@ import { nbdConnectionsMax } from '../limits';
 import { assert } from '../util/assert';
 import { ConnectionLimits, defaultConnectionLimits, NbdConnection } from './connection';
 import { ExportResolver, NbdExportHandle, NbdLogger, silentNbdLogger } from './export-resolver';
+import { BulkChannel, SocketCalls } from './bulk-channel';
+import { adoptSocket, SocketInput } from './socket-input';
 
 /** How long close() lets in-flight requests run before answering them ESHUTDOWN. */
 export const shutdownDeadlineMsDefault = 10_000;
@@ -29,6 +31,12 @@ export interface NbdServerOptions {
   readonly limits?: Partial<ConnectionLimits>;
   readonly connectionsMax?: number;
   readonly shutdownDeadlineMs?: number;
+  /**
+   * Enables the socket fast paths for accepted connections — onread staging and direct payload
+   * receive, bulk transfers and flush replies from the thread pool (connection.ts) — with the
+   * addon's socket calls (loadSocketBinding()). Without it, accepted sockets are served plainly.
+   */
+  readonly socketCalls?: SocketCalls;
 }
 
 export type NbdServerStatus = 'open' | 'closing' | 'closed';
@@ -44,6 +52,7 @@ export class NbdServer {
   private readonly listeners: net.Server[] = [];
   private nextConnectionId = 1;
   private closing: Promise<void> | undefined;
+  private readonly socketCalls: SocketCalls | undefined;
 
   constructor(options: NbdServerOptions) {
     this.resolver = options.resolver;
@@ -51,6 +60,7 @@ export class NbdServer {
     this.limits = { ...defaultConnectionLimits, ...options.limits };
     this.connectionsMax = options.connectionsMax ?? nbdConnectionsMax;
     this.shutdownDeadlineMs = options.shutdownDeadlineMs ?? shutdownDeadlineMsDefault;
+    this.socketCalls = options.socketCalls;
     assert(this.connectionsMax > 0, 'connectionsMax must be positive');
     assert(this.shutdownDeadlineMs >= 0, 'shutdownDeadlineMs must not be negative');
   }
@@ -63,12 +73,16 @@ export class NbdServer {
     return this.connections.size;
   }
 
-  /** Serves one NBD session (handshake first) on `stream`; undefined if refused. */
-  serve(stream: Duplex): NbdConnection | undefined {
+  /**
+   * Serves one NBD session (handshake first) on `stream`; undefined if refused. `socket` is set
+   * for sockets the server adopted (their onread input and bulk channel).
+   */
+  serve(stream: Duplex, socket?: { readonly input: SocketInput; readonly bulk: BulkChannel | undefined }): NbdConnection | undefined {
     if (this.statusValue !== 'open' || this.connections.size >= this.connectionsMax) {
       this.logger.warn('nbd connection refused', { status: this.statusValue, connections: this.connections.size });
       stream.on('error', ignoreError);
       stream.destroy();
+      socket?.bulk?.close();
       return undefined;
     }
     const connection = new NbdConnection(stream, {
@@ -77,6 +91,7 @@ export class NbdServer {
       limits: this.limits,
       resolver: this.resolver,
       isShuttingDown: () => this.statusValue !== 'open',
+      ...(socket === undefined ? {} : { input: socket.input, ...(socket.bulk === undefined ? {} : { bulk: socket.bulk }) }),
     });
     this.track(connection);
     connection.startHandshake();
@@ -119,10 +134,19 @@ export class NbdServer {
 
   private async listen(start: (server: net.Server) => void): Promise<net.Server> {
     assert(this.statusValue === 'open', 'listen on a closing server');
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true });
-    server.on('connection', (socket: net.Socket) => {
-      socket.setNoDelay(true);
-      this.serve(socket);
+    // pauseOnConnect: the accepted socket must not read before adoptSocket replaces it.
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true });
+    server.on('connection', (accepted: net.Socket) => {
+      const calls = this.socketCalls;
+      const adopted = calls === undefined ? undefined : adoptSocket(accepted, (fd) => calls.socketDup(fd));
+      if (calls === undefined || adopted === undefined) {
+        accepted.setNoDelay(true);
+        accepted.resume();
+        this.serve(accepted);
+        return;
+      }
+      adopted.socket.setNoDelay(true);
+      this.serve(adopted.socket, { input: adopted.input, bulk: BulkChannel.open(adopted.fd, calls) });
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -1,0 +1,125 @@
+/**
+ * BulkChannel: a connection's second descriptor for its socket, on which large READ replies and
+ * WRITE payloads move on the thread pool (socket-ops.cc). With every socket copy on the main
+ * thread, one core caps a server's 1 MiB throughput at what that thread can copy (≈ 1.6 GB/s
+ * for writes here) no matter how many connections share the load; the pool spreads the copies
+ * over every core.
+ *
+ * The connection keeps the ordering rules (nothing else reads while a receive runs, nothing
+ * else writes while a send runs); this class owns the descriptor and the process-wide budget:
+ * - at most `bulkTransfersMax` transfers run at once in the process (the rest of the pool stays
+ *   free for file I/O), and a transfer gives up after `bulkIdleMs` without progress, so a slow
+ *   or stalled peer holds a pool thread only briefly (the connection finishes on the event loop);
+ * - the descriptor is closed only once the connection has let go of it (`close`) and no
+ *   transfer is running: a closed number can be reused by another file at once, and a transfer
+ *   still using it would then read or write that file.
+ */
+import { assert } from '../util/assert';
+
+/**
+ * The socket calls a bulk channel needs: the native addon's SocketBinding (src/native) has this
+ * shape; the daemon passes it in, so this layer depends on no addon.
+ */
+export interface SocketCalls {
+  socketDup(fd: number): number;
+  socketShutdown(fd: number): void;
+  socketClose(fd: number): void;
+  sendAsync(fd: number, source: Uint8Array, idleMs: number): Promise<number>;
+  recvAsync(fd: number, target: Uint8Array, idleMs: number): Promise<number>;
+}
+
+/** Transfers running at once in the process (of the libuv pool's threads). */
+export const bulkTransfersMax = 4;
+/** How long a transfer waits for a silent peer before it hands the rest back to the event loop. */
+export const bulkIdleMs = 20;
+
+let transfersRunning = 0;
+
+export class BulkChannel {
+  private running = 0;
+  private closing = false;
+  private closed = false;
+
+  private constructor(private readonly binding: SocketCalls, readonly fd: number) {}
+
+  /** A channel over a duplicate of `socketFd`, or undefined when it cannot be duplicated. */
+  static open(socketFd: number, binding: SocketCalls): BulkChannel | undefined {
+    try {
+      return new BulkChannel(binding, binding.socketDup(socketFd));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Whether the descriptor may still be used (close() was not called). */
+  get isOpen(): boolean {
+    return !this.closing;
+  }
+
+  /** Whether a transfer may start now (the channel is open and the process budget allows it). */
+  get available(): boolean {
+    return !this.closing && transfersRunning < bulkTransfersMax;
+  }
+
+  /** Sends `source`; resolves with the bytes sent (fewer when the peer stopped taking them). */
+  send(source: Buffer): Promise<number> {
+    return this.run((fd) => this.binding.sendAsync(fd, source, bulkIdleMs));
+  }
+
+  /** Receives into `target`; resolves with the bytes received (fewer: the peer paused or ended). */
+  receive(target: Buffer): Promise<number> {
+    return this.run((fd) => this.binding.recvAsync(fd, target, bulkIdleMs));
+  }
+
+  /**
+   * Keeps the descriptor open while `use` runs — a FLUSH whose syncing thread sends the reply on
+   * it (FlushNotice). Not counted in the transfer budget: that thread is busy syncing anyway.
+   */
+  async lend<T>(use: () => Promise<T>): Promise<T> {
+    assert(!this.closing, 'a closed channel lends nothing');
+    this.running++;
+    try {
+      return await use();
+    } finally {
+      this.running--;
+      this.maybeCloseFd();
+    }
+  }
+
+  /** The connection is done with the socket: wakes running transfers, closes once they settle. */
+  close(): void {
+    if (this.closing) return;
+    this.closing = true;
+    if (this.running > 0) {
+      try {
+        this.binding.socketShutdown(this.fd);
+      } catch {
+        // the peer is gone already; the transfers end on their own within bulkIdleMs
+      }
+    }
+    this.maybeCloseFd();
+  }
+
+  private async run(transfer: (fd: number) => Promise<number>): Promise<number> {
+    assert(this.available, 'a bulk transfer starts only when the channel is available');
+    this.running++;
+    transfersRunning++;
+    try {
+      return await transfer(this.fd);
+    } finally {
+      this.running--;
+      transfersRunning--;
+      this.maybeCloseFd();
+    }
+  }
+
+  private maybeCloseFd(): void {
+    if (!this.closing || this.closed || this.running > 0) return;
+    this.closed = true;
+    try {
+      this.binding.socketClose(this.fd);
+    } catch {
+      // close(2) released the number even if it reported an error
+    }
+  }
+}
