@@ -9,7 +9,7 @@
  * volume's real size. The kernel never sends a request past the size it was given, and that size
  * is never larger than the volume. Everything else passes straight through.
  */
-import type { BlockCapabilities, BlockDevice, Extent, FlushNotice, WriteFlags, ZeroFlags } from '../block/block-device';
+import type { BlockCapabilities, BlockDevice, DirectWrite, Extent, FlushNotice, WriteFlags, ZeroFlags } from '../block/block-device';
 import { volumeBytesMax } from '../limits';
 import type { NbdExportHandle } from '../nbd/export-resolver';
 
@@ -34,6 +34,10 @@ class GrowableDeviceView implements BlockDevice {
 
   flush(notice?: FlushNotice): Promise<void> {
     return this.device.flush(notice);
+  }
+
+  directWrite(offset: number, length: number): DirectWrite | undefined {
+    return this.device.directWrite?.(offset, length);
   }
 
   trim(offset: number, length: number, flags?: WriteFlags): Promise<void> {

@@ -64,12 +64,28 @@ export interface FlushNotice {
   sentBytes: number;
 }
 
+/**
+ * A range of a device that is one open file, for a caller that moves the bytes itself (from
+ * another thread, e.g. straight from a socket): it writes them to `fd` at `position`, then calls
+ * `finish` exactly once. Until then the file stays open and the device counts the write as
+ * running; `finish` records it (the next flush covers it) and returns the error to answer with
+ * when the write failed (mapped as a write() failure would be).
+ */
+export interface DirectWrite {
+  readonly fd: number;
+  readonly position: number;
+  /** `wrote`: some bytes may have reached the file; `error`: why the write failed, if it did. */
+  finish(wrote: boolean, error?: unknown): Error | undefined;
+}
+
 export interface BlockDevice {
   readonly sizeBytes: number;
   readonly capabilities: BlockCapabilities;
   read(offset: number, target: Buffer): Promise<void>;
   write(offset: number, source: Buffer, flags?: WriteFlags): Promise<void>;
   flush(notice?: FlushNotice): Promise<void>;
+  /** Optional: the range as one open file for a DirectWrite (never FUA), or undefined: use write(). */
+  directWrite?(offset: number, length: number): DirectWrite | undefined;
   trim(offset: number, length: number, flags?: WriteFlags): Promise<void>;
   zero(offset: number, length: number, flags?: ZeroFlags): Promise<void>;
   /** Prefetch hint; no data changes. */

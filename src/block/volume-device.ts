@@ -18,7 +18,7 @@ import { extentBytesDefault, nbdBlockStatusDescriptorsMax } from '../limits';
 import { assert } from '../util/assert';
 import type { StoredVolume } from '../extent/stored-volume';
 import type { ExtentStore } from '../extent/extent-store';
-import { BlockCapabilities, BlockDeviceBase, Extent, FlushNotice } from './block-device';
+import { BlockCapabilities, BlockDeviceBase, DirectWrite, Extent, FlushNotice } from './block-device';
 
 export const extentsDescriptorsMax = nbdBlockStatusDescriptorsMax;
 export const extentsScanFilesMax = 64;
@@ -140,6 +140,17 @@ export class VolumeDevice extends BlockDeviceBase {
   protected _write(offset: number, source: Buffer, fua: boolean): Promise<void> {
     return this.eachPiece(offset, source.length, (index, within, length, done) =>
       this.at(index).write(index, within, length === source.length ? source : source.subarray(done, done + length), fua));
+  }
+
+  /** A non-empty range inside one extent whose file is open (see DirectWrite); else undefined. */
+  directWrite(offset: number, length: number): DirectWrite | undefined {
+    if (!this.capabilities.canWrite || !Number.isSafeInteger(offset) || !Number.isSafeInteger(length)
+      || offset < 0 || length <= 0 || offset + length > this.sizeBytes) return undefined;
+    const extentBytes = this.volume.extentBytes;
+    const index = Math.floor(offset / extentBytes);
+    const within = offset - index * extentBytes;
+    if (within + length > extentBytes) return undefined;
+    return this.at(index).beginDirectWrite(index, within, length);
   }
 
   protected _flush(notice?: FlushNotice): Promise<void> {

@@ -35,7 +35,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { CairnError } from '../errors/cairn-error';
 import { assert } from '../util/assert';
-import type { Extent, FlushNotice } from '../block/block-device';
+import type { DirectWrite, Extent, FlushNotice } from '../block/block-device';
 import { extentError, isUnsupportedError } from './extent-errors';
 import {
   checkVolumeBytes, extentCount, extentFileName, extentUsableBytes, VolumeLayout,
@@ -158,6 +158,33 @@ export class StoredVolume {
       this.unpin(entry);
       this.leave();
     }
+  }
+
+  /**
+   * The range as an open file for a caller that writes it itself (DirectWrite): only when the
+   * extent's file is open now (no await, nothing to create). The entry stays pinned and the
+   * volume busy until finish(); a write that may have reached the file marks it dirty, as write()
+   * does when it completes.
+   */
+  beginDirectWrite(index: number, offsetInExtent: number, length: number): DirectWrite | undefined {
+    if (!this.isOpen || length <= 0) return undefined;
+    this.checkRange(index, offsetInExtent, length);
+    const entry = this.pinCached(index);
+    if (entry === undefined) return undefined;
+    this.enter();
+    let finished = false;
+    return {
+      fd: entry.fd,
+      position: offsetInExtent,
+      finish: (wrote, error) => {
+        assert(!finished, 'a direct write finishes once');
+        finished = true;
+        if (wrote) this.durability.markDirty(entry);
+        this.unpin(entry);
+        this.leave();
+        return error === undefined ? undefined : extentError(error, 'write', entry.path);
+      },
+    };
   }
 
   /**

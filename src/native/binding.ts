@@ -493,12 +493,28 @@ export interface SocketBinding {
   /** shutdown(SHUT_RDWR): ends transfers blocked on the socket; ENOTCONN is not an error. */
   socketShutdown(fd: number): void;
   socketClose(fd: number): void;
-  sendAsync(fd: number, source: Uint8Array, idleMs: number): Promise<number>;
+  /** Sends the buffers in order, gathered into one sendmsg (1 to socketSendBuffersMax of them). */
+  sendAsync(fd: number, sources: readonly Uint8Array[], idleMs: number): Promise<number>;
   recvAsync(fd: number, target: Uint8Array, idleMs: number): Promise<number>;
+  /**
+   * Receives buffer[from..] from the socket, then — only if all of it arrived — pwrites the whole
+   * buffer to `fileFd` at `position`, in one pool call. A failed pwrite is reported in
+   * `writeError` (the socket is fine); socket errors reject.
+   */
+  recvWriteAsync(fd: number, buffer: Uint8Array, from: number, idleMs: number, fileFd: number, position: number): Promise<RecvWriteResult>;
+}
+
+/** What recvWriteAsync did: the bytes of the buffer in place, the bytes written to the file. */
+export interface RecvWriteResult {
+  readonly received: number;
+  readonly written: number;
+  readonly writeError?: NativeError;
 }
 
 /** The longest a transfer may wait for a silent peer (the addon's bound). */
 export const socketIdleMsMax = 60_000;
+/** Most buffers one sendAsync gathers (the addon's bound). */
+export const socketSendBuffersMax = 64;
 
 let loadedSocket: SocketBinding | undefined;
 
@@ -538,13 +554,27 @@ export function checkedSocketBinding(raw: SocketBinding): SocketBinding {
       checkFd(fd);
       raw.socketClose(fd);
     },
-    sendAsync(fd, source, idleMs) {
-      checkFd(fd); checkBytes('source', source); checkIdle(idleMs);
-      return raw.sendAsync(fd, source, idleMs);
+    sendAsync(fd, sources, idleMs) {
+      checkFd(fd); checkIdle(idleMs);
+      if (!Array.isArray(sources) || sources.length === 0 || sources.length > socketSendBuffersMax) {
+        throw new TypeError(`sources must be an array of 1 to ${socketSendBuffersMax} buffers`);
+      }
+      let total = 0;
+      for (const source of sources) {
+        checkBytes('sources[i]', source);
+        total += source.length;
+      }
+      if (total > nativeIoBytesMax) throw new TypeError(`sources are longer than one system call transfers (${nativeIoBytesMax} bytes)`);
+      return raw.sendAsync(fd, sources, idleMs);
     },
     recvAsync(fd, target, idleMs) {
       checkFd(fd); checkBytes('target', target); checkIdle(idleMs);
       return raw.recvAsync(fd, target, idleMs);
+    },
+    recvWriteAsync(fd, buffer, from, idleMs, fileFd, position) {
+      checkFd(fd); checkBytes('buffer', buffer); checkRange('from', from, 0, buffer.length); checkIdle(idleMs);
+      checkFd(fileFd); checkInteger('position', position, 0);
+      return raw.recvWriteAsync(fd, buffer, from, idleMs, fileFd, position);
     },
   };
 }

@@ -34,6 +34,11 @@ std::string ErrnoName(int error_number) {
     case EOVERFLOW: return "EOVERFLOW";
     case EOPNOTSUPP: return "EOPNOTSUPP";
     case EDQUOT: return "EDQUOT";
+    case EPIPE: return "EPIPE";
+    case ENOTSOCK: return "ENOTSOCK";
+    case ENOTCONN: return "ENOTCONN";
+    case ECONNRESET: return "ECONNRESET";
+    case ETIMEDOUT: return "ETIMEDOUT";
     default: return "E" + std::to_string(error_number);
   }
 }

@@ -3,8 +3,9 @@
 //   socketDup(fd): number        a second descriptor (close-on-exec) for the same socket
 //   socketShutdown(fd): void     shutdown(SHUT_RDWR): wakes any transfer blocked on the socket
 //   socketClose(fd): void        close(2) of a descriptor socketDup returned
-//   sendAsync(fd, source, idleMs): Promise<number>
+//   sendAsync(fd, sources[], idleMs): Promise<number>   (the buffers in order, one sendmsg)
 //   recvAsync(fd, target, idleMs): Promise<number>
+//   recvWriteAsync(fd, buffer, from, idleMs, fileFd, position): Promise<{received, written, writeError?}>
 //
 // The transfers run on the libuv thread pool: send or receive until the whole buffer has moved,
 // waiting with poll(2) while the socket is not ready. They give up early — resolving with the
@@ -22,10 +23,12 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <string>
+#include <vector>
 
 #include "arguments.h"
 #include "errno-error.h"
@@ -37,6 +40,8 @@ namespace {
 
 // The longest a caller may ask a transfer to wait for a silent peer.
 constexpr int64_t kIdleMsMax = 60000;
+// Most buffers one send gathers.
+constexpr uint32_t kSendBuffersMax = 64;
 
 std::string ExplainSocket(int error_number) {
   switch (error_number) {
@@ -49,19 +54,31 @@ std::string ExplainSocket(int error_number) {
   }
 }
 
+// Moves bytes between the socket and one buffer (receive) or several buffers in order (send,
+// one sendmsg gathering them all).
 class SocketTransferWorker : public PromiseWorker {
  public:
-  SocketTransferWorker(Napi::Env env, bool send, int fd, Napi::Value buffer, ByteView view, int idle_ms)
-      : PromiseWorker(env, send ? "cairn.sendAsync" : "cairn.recvAsync"),
-        send_(send), fd_(fd), buffer_(Napi::Persistent(buffer.As<Napi::Object>())), view_(view), idle_ms_(idle_ms) {}
+  SocketTransferWorker(Napi::Env env, bool send, int fd, int idle_ms)
+      : PromiseWorker(env, send ? "cairn.sendAsync" : "cairn.recvAsync"), send_(send), fd_(fd), idle_ms_(idle_ms) {}
+
+  void AddBuffer(Napi::Value buffer, ByteView view) {
+    references_.push_back(Napi::Persistent(buffer.As<Napi::Object>()));
+    views_.push_back(view);
+    total_ += view.length;
+  }
+
+  // Receive only: the first `from` bytes of the buffer are there already; once the rest has
+  // arrived, write the whole buffer to `file_fd` at `position` (nothing if it did not arrive).
+  void SetFileTarget(size_t from, int file_fd, int64_t position) {
+    done_ = from;
+    file_fd_ = file_fd;
+    position_ = position;
+  }
 
  protected:
   void Execute() override {
-    while (done_ < view_.length) {
-      uint8_t* at = view_.data + done_;
-      const size_t remaining = view_.length - done_;
-      const ssize_t result = send_ ? send(fd_, at, remaining, MSG_DONTWAIT | MSG_NOSIGNAL)
-                                   : recv(fd_, at, remaining, MSG_DONTWAIT);
+    while (done_ < total_) {
+      const ssize_t result = send_ ? SendSome() : recv(fd_, views_[0].data + done_, total_ - done_, MSG_DONTWAIT);
       if (result > 0) {
         done_ += static_cast<size_t>(result);
         continue;
@@ -69,29 +86,68 @@ class SocketTransferWorker : public PromiseWorker {
       if (result == 0) return;  // receive: the peer ended its side (or the socket was shut down)
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        Fail(errno, send_ ? "send" : "recv");
+        Fail(errno, send_ ? "sendmsg" : "recv");
         return;
       }
       if (!WaitReady()) return;
     }
+    if (file_fd_ >= 0) WriteFile();
   }
-  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, static_cast<double>(done_)); }
+  Napi::Value Result(Napi::Env env) override {
+    if (file_fd_ < 0) return Napi::Number::New(env, static_cast<double>(done_));
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("received", Napi::Number::New(env, static_cast<double>(done_)));
+    result.Set("written", Napi::Number::New(env, static_cast<double>(written_)));
+    if (write_errno_ != 0) result.Set("writeError", ErrnoError(env, write_errno_, "pwrite", "").Value());
+    return result;
+  }
   Napi::Error MakeError(Napi::Env env, int error_number, const char* syscall) override {
     return ErrnoError(env, error_number, syscall, ExplainSocket(error_number));
   }
 
  private:
+  // The whole buffer to the file; a failure is reported in the result, not as a rejection (the
+  // socket is fine: the caller answers the request with the error and keeps the connection).
+  void WriteFile() {
+    const ByteView& view = views_[0];
+    while (written_ < view.length) {
+      const ssize_t result = pwrite(file_fd_, view.data + written_, view.length - written_, position_ + static_cast<int64_t>(written_));
+      if (result < 0 && errno == EINTR) continue;
+      if (result <= 0) {
+        write_errno_ = result < 0 ? errno : EIO;
+        return;
+      }
+      written_ += static_cast<size_t>(result);
+    }
+  }
+
+  // One sendmsg of everything not sent yet.
+  ssize_t SendSome() {
+    std::vector<struct iovec> vector;
+    vector.reserve(views_.size());
+    size_t skip = done_;
+    for (const ByteView& view : views_) {
+      if (skip >= view.length) {
+        skip -= view.length;
+        continue;
+      }
+      vector.push_back({view.data + skip, view.length - skip});
+      skip = 0;
+    }
+    struct msghdr message = {};
+    message.msg_iov = vector.data();
+    message.msg_iovlen = vector.size();
+    return sendmsg(fd_, &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+  }
+
   // Waits until the socket is ready again; false when the peer stayed silent for idle_ms or the
   // socket was shut down (the transfer then ends with what it moved).
   bool WaitReady() {
     struct pollfd entry = {fd_, static_cast<short>(send_ ? POLLOUT : POLLIN), 0};
     for (;;) {
       const int ready = poll(&entry, 1, idle_ms_);
-      if (ready > 0) {
-        // POLLHUP/POLLERR: the next send/recv reports it (0 or an errno); no busy loop follows,
-        // because that call ends the transfer.
-        return true;
-      }
+      // POLLHUP/POLLERR count as ready: the next call reports them (0 or an errno) and ends.
+      if (ready > 0) return true;
       if (ready == 0) return false;
       if (errno == EINTR) continue;
       Fail(errno, "poll");
@@ -101,24 +157,80 @@ class SocketTransferWorker : public PromiseWorker {
 
   bool send_;
   int fd_;
-  Napi::ObjectReference buffer_;
-  ByteView view_;
   int idle_ms_;
+  std::vector<Napi::ObjectReference> references_;
+  std::vector<ByteView> views_;
+  size_t total_ = 0;
   size_t done_ = 0;
+  int file_fd_ = -1;
+  int64_t position_ = 0;
+  size_t written_ = 0;
+  int write_errno_ = 0;
 };
 
-Napi::Value Transfer(const Napi::CallbackInfo& info, bool send) {
-  const char* name = send ? "sendAsync" : "recvAsync";
-  RequireArgumentCount(info, 3, name);
-  const int fd = FdArgument(info, 0, "fd");
-  const ByteView view = BytesArgument(info, 1, send ? "source" : "target");
-  const int64_t idle_ms = IntegerArgument(info, 2, "idleMs", 1);
+int IdleArgument(const Napi::CallbackInfo& info, size_t index) {
+  const int64_t idle_ms = IntegerArgument(info, index, "idleMs", 1);
   if (idle_ms > kIdleMsMax) throw Napi::TypeError::New(info.Env(), "idleMs must be at most 60000");
-  return QueueWorker(new SocketTransferWorker(info.Env(), send, fd, info[1], view, static_cast<int>(idle_ms)));
+  return static_cast<int>(idle_ms);
 }
 
-Napi::Value SendAsync(const Napi::CallbackInfo& info) { return Transfer(info, true); }
-Napi::Value RecvAsync(const Napi::CallbackInfo& info) { return Transfer(info, false); }
+// sendAsync(fd, sources: Uint8Array[], idleMs): the buffers go out in order, gathered.
+Napi::Value SendAsync(const Napi::CallbackInfo& info) {
+  RequireArgumentCount(info, 3, "sendAsync");
+  const int fd = FdArgument(info, 0, "fd");
+  if (!info[1].IsArray()) throw Napi::TypeError::New(info.Env(), "sources must be an array of Buffers");
+  Napi::Array sources = info[1].As<Napi::Array>();
+  if (sources.Length() == 0 || sources.Length() > kSendBuffersMax) {
+    throw Napi::TypeError::New(info.Env(), "sources must hold 1 to 64 Buffers");
+  }
+  const int idle_ms = IdleArgument(info, 2);
+  auto* worker = new SocketTransferWorker(info.Env(), true, fd, idle_ms);
+  size_t total = 0;
+  for (uint32_t i = 0; i < sources.Length(); i++) {
+    Napi::Value source = sources.Get(i);
+    if (!source.IsTypedArray() || source.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      delete worker;
+      throw Napi::TypeError::New(info.Env(), "sources must hold only Buffers or Uint8Arrays");
+    }
+    Napi::Uint8Array array = source.As<Napi::Uint8Array>();
+    total += array.ByteLength();
+    if (total > kIoBytesMax) {
+      delete worker;
+      throw Napi::TypeError::New(info.Env(), "sources are longer than one system call transfers");
+    }
+    worker->AddBuffer(source, ByteView{array.Data(), array.ByteLength()});
+  }
+  return QueueWorker(worker);
+}
+
+// recvAsync(fd, target, idleMs): fills target from the socket.
+Napi::Value RecvAsync(const Napi::CallbackInfo& info) {
+  RequireArgumentCount(info, 3, "recvAsync");
+  const int fd = FdArgument(info, 0, "fd");
+  const ByteView view = BytesArgument(info, 1, "target");
+  const int idle_ms = IdleArgument(info, 2);
+  auto* worker = new SocketTransferWorker(info.Env(), false, fd, idle_ms);
+  worker->AddBuffer(info[1], view);
+  return QueueWorker(worker);
+}
+
+// recvWriteAsync(fd, buffer, from, idleMs, fileFd, position): receives buffer[from..] from the
+// socket, then writes the whole buffer to the file at position, in one pool call.
+// Resolves {received (bytes of the buffer in place), written, writeError?}.
+Napi::Value RecvWriteAsync(const Napi::CallbackInfo& info) {
+  RequireArgumentCount(info, 6, "recvWriteAsync");
+  const int fd = FdArgument(info, 0, "fd");
+  const ByteView view = BytesArgument(info, 1, "buffer");
+  const int64_t from = IntegerArgument(info, 2, "from", 0);
+  if (static_cast<uint64_t>(from) > view.length) throw Napi::TypeError::New(info.Env(), "from must lie within the buffer");
+  const int idle_ms = IdleArgument(info, 3);
+  const int file_fd = FdArgument(info, 4, "fileFd");
+  const int64_t position = IntegerArgument(info, 5, "position", 0);
+  auto* worker = new SocketTransferWorker(info.Env(), false, fd, idle_ms);
+  worker->AddBuffer(info[1], view);
+  worker->SetFileTarget(static_cast<size_t>(from), file_fd, position);
+  return QueueWorker(worker);
+}
 
 Napi::Value SocketDup(const Napi::CallbackInfo& info) {
   RequireArgumentCount(info, 1, "socketDup");
@@ -158,6 +270,7 @@ void InitSocketOps(Napi::Env env, Napi::Object exports) {
   exports.Set("socketClose", Napi::Function::New(env, SocketClose, "socketClose"));
   exports.Set("sendAsync", Napi::Function::New(env, SendAsync, "sendAsync"));
   exports.Set("recvAsync", Napi::Function::New(env, RecvAsync, "recvAsync"));
+  exports.Set("recvWriteAsync", Napi::Function::New(env, RecvWriteAsync, "recvWriteAsync"));
 }
 
 }  // namespace cairn

@@ -24,14 +24,25 @@ export interface SocketCalls {
   socketDup(fd: number): number;
   socketShutdown(fd: number): void;
   socketClose(fd: number): void;
-  sendAsync(fd: number, source: Uint8Array, idleMs: number): Promise<number>;
+  sendAsync(fd: number, sources: readonly Uint8Array[], idleMs: number): Promise<number>;
   recvAsync(fd: number, target: Uint8Array, idleMs: number): Promise<number>;
+  recvWriteAsync(fd: number, buffer: Uint8Array, from: number, idleMs: number, fileFd: number, position: number): Promise<ReceiveWriteResult>;
+}
+
+/** What a receive-and-write did: bytes of the buffer in place, bytes written, the write's failure. */
+export interface ReceiveWriteResult {
+  readonly received: number;
+  readonly written: number;
+  readonly writeError?: Error;
 }
 
 /** Transfers running at once in the process (of the libuv pool's threads). */
 export const bulkTransfersMax = 4;
 /** How long a transfer waits for a silent peer before it hands the rest back to the event loop. */
 export const bulkIdleMs = 20;
+/** Most buffers (replies) one send gathers, and most bytes it starts with. */
+export const bulkSendBuffersMax = 64;
+export const bulkSendBytesMax = 32 * 1024 * 1024;
 
 let transfersRunning = 0;
 
@@ -61,9 +72,10 @@ export class BulkChannel {
     return !this.closing && transfersRunning < bulkTransfersMax;
   }
 
-  /** Sends `source`; resolves with the bytes sent (fewer when the peer stopped taking them). */
-  send(source: Buffer): Promise<number> {
-    return this.run((fd) => this.binding.sendAsync(fd, source, bulkIdleMs));
+  /** Sends the buffers in order; resolves with the bytes sent (fewer when the peer stopped taking them). */
+  send(sources: readonly Buffer[]): Promise<number> {
+    assert(sources.length > 0 && sources.length <= bulkSendBuffersMax, 'a bulk send gathers 1 to bulkSendBuffersMax buffers');
+    return this.run((fd) => this.binding.sendAsync(fd, sources, bulkIdleMs));
   }
 
   /** Receives into `target`; resolves with the bytes received (fewer: the peer paused or ended). */
@@ -86,6 +98,15 @@ export class BulkChannel {
     }
   }
 
+  /**
+   * Receives buffer[from..], then — only if all of it arrived — writes the whole buffer to
+   * `fileFd` at `position`, in one pool call (a WRITE payload straight from the socket to its
+   * extent file).
+   */
+  receiveAndWrite(buffer: Buffer, from: number, fileFd: number, position: number): Promise<ReceiveWriteResult> {
+    return this.run((fd) => this.binding.recvWriteAsync(fd, buffer, from, bulkIdleMs, fileFd, position));
+  }
+
   /** The connection is done with the socket: wakes running transfers, closes once they settle. */
   close(): void {
     if (this.closing) return;
@@ -100,7 +121,7 @@ export class BulkChannel {
     this.maybeCloseFd();
   }
 
-  private async run(transfer: (fd: number) => Promise<number>): Promise<number> {
+  private async run<T>(transfer: (fd: number) => Promise<T>): Promise<T> {
     assert(this.available, 'a bulk transfer starts only when the channel is available');
     this.running++;
     transfersRunning++;

@@ -46,7 +46,7 @@ import {
   nbdBlockStatusDescriptorsMax, nbdHandshakeTimeoutMs, nbdInflightBytesMax, nbdInflightRequestsMax,
   nbdOptionBytesMax, nbdOptionsPerConnectionMax, requestBytesMax,
 } from '../limits';
-import type { BlockDevice, FlushNotice, WriteFlags, ZeroFlags } from '../block/block-device';
+import type { BlockDevice, DirectWrite, FlushNotice, WriteFlags, ZeroFlags } from '../block/block-device';
 import { ioBufferPool } from './io-buffer-pool';
 import { assert, AssertionError } from '../util/assert';
 import { ByteQueue } from './byte-queue';
@@ -58,7 +58,7 @@ import {
   structuredReadPrefixBytes, writeSimpleReplyHeader, writeStructuredReadPrefix,
 } from './replies';
 import { NbdRequest, RequestParseFailure, RequestParser } from './request-parser';
-import type { BulkChannel } from './bulk-channel';
+import { BulkChannel, bulkSendBuffersMax, bulkSendBytesMax } from './bulk-channel';
 import type { InputConsumer, SocketInput } from './socket-input';
 import { clientMessageOf, descriptorsFor, nbdErrorFor, TransmissionContext, validateRequest } from './validate';
 import { KiB } from '../util/units';
@@ -428,6 +428,45 @@ export class NbdConnection {
     this.maybeStartBulkReceive();
   }
 
+  /** The pending WRITE's range as one open file, when it can be stored as it arrives. */
+  private directWriteFor(request: NbdRequest): DirectWrite | undefined {
+    const context = this.context;
+    const device = this.handle?.device;
+    if (context === undefined || device?.directWrite === undefined || (request.flags & CommandFlag.FUA) !== 0
+      || validateRequest(request, context) !== 0) return undefined;
+    return device.directWrite(request.offset, request.length);
+  }
+
+  /**
+   * Bulk receive of the rest of a WRITE payload that also writes it to its extent file in the
+   * same pool call; the request is then answered without a second device call (request.stored).
+   * A short receive writes nothing: the event loop finishes the payload and the write goes the
+   * usual way.
+   */
+  private receiveAndStore(bulk: BulkChannel, parser: RequestParser, pending: NbdRequest, direct: DirectWrite,
+    adopted: { readonly buffer: Buffer; readonly filled: number }): void {
+    this.deviceCallsRunning += 1;
+    bulk.receiveAndWrite(adopted.buffer, adopted.filled, direct.fd, direct.position).then((result) => {
+      this.bulkReceiving = false;
+      this.deviceCallsRunning -= 1;
+      const failure = direct.finish(result.written > 0 || result.writeError !== undefined, result.writeError);
+      if (this.phaseValue !== 'transmission') {
+        this.maybeRelease();
+        return;
+      }
+      parser.directReceived(result.received - adopted.filled);
+      if (result.received === pending.length) pending.stored = failure ?? true;
+      else this.bulkDeclined = pending; // short: finish this payload on the event loop
+      this.pumpRequests();
+    }, (error: unknown) => {
+      this.bulkReceiving = false;
+      this.deviceCallsRunning -= 1;
+      direct.finish(false);
+      this.destroy(`socket receive failed: ${(error as Error).message}`);
+      this.maybeRelease();
+    });
+  }
+
   private updateReading(): void {
     const limits = this.limits;
     this.setReading(this.phaseValue === 'transmission' && !this.outputBlocked
@@ -460,6 +499,12 @@ export class NbdConnection {
     if (target === undefined) return;
     this.bulkReceiving = true;
     this.applyReading();
+    const direct = this.directWriteFor(pending);
+    const adopted = parser.adoptedPayload();
+    if (direct !== undefined && adopted !== undefined) {
+      this.receiveAndStore(bulk, parser, pending, direct, adopted);
+      return;
+    }
     bulk.receive(target).then((count) => {
       this.bulkReceiving = false;
       if (this.phaseValue !== 'transmission') return; // draining or closed: the payload is abandoned
@@ -543,6 +588,15 @@ export class NbdConnection {
       case Command.WRITE: {
         const payload = request.payload;
         assert(payload !== undefined && payload.length === request.length, 'WRITE carries its payload');
+        const stored = request.stored;
+        if (stored !== undefined) {
+          // Written to its extent file as it arrived (receiveAndStore).
+          request.stored = undefined;
+          request.payload = undefined;
+          if (stored !== true) throw stored;
+          ioBufferPool.release(payload);
+          return encodeSimpleReply(0, request);
+        }
         await device.write(request.offset, payload, fua ? fuaWriteFlags : noWriteFlags);
         request.payload = undefined; // let the receive buffer go while the reply waits
         // Back to the pool only after a success: a failed multi-extent write may still have
@@ -648,7 +702,7 @@ export class NbdConnection {
       return;
     }
     if (releaseAfter && buffer.length >= bulkSendBytesMin && stream.writableLength === 0 && this.bulk?.available === true) {
-      this.startBulkSend(this.bulk, buffer);
+      this.startBulkSend(this.bulk, [{ buffer, releaseAfter }]);
       return;
     }
     if (!this.corked) {
@@ -660,35 +714,56 @@ export class NbdConnection {
     if (!accepted && stream.writableLength >= this.limits.inflightBytesMax) this.outputBlocked = true;
   }
 
-  /** Sends one reply on the bulk channel; replies finished meanwhile are held until it is done. */
-  private startBulkSend(bulk: BulkChannel, buffer: Buffer): void {
+  /**
+   * Sends replies on the bulk channel, gathered in order; replies finished meanwhile are held
+   * until it is done. Each item is released to the pool (if `releaseAfter`) once the kernel has
+   * it, by this send or by the event loop finishing what the peer did not take in time.
+   */
+  private startBulkSend(bulk: BulkChannel, items: ReadonlyArray<{ buffer: Buffer; releaseAfter: boolean }>): void {
     this.outputLent = true;
-    bulk.send(buffer).then((count) => {
+    bulk.send(items.map((item) => item.buffer)).then((count) => {
       this.outputLent = false;
       const stream = this.stream;
-      if (count < buffer.length && !stream.destroyed && stream.writable) {
-        // The peer stopped taking bytes for a while: the event loop sends the rest (first, in order).
-        stream.write(buffer.subarray(count), () => ioBufferPool.release(buffer));
-      } else {
-        ioBufferPool.release(buffer);
+      let skip = count;
+      for (const { buffer, releaseAfter } of items) {
+        const sent = Math.min(skip, buffer.length);
+        skip -= sent;
+        if (sent === buffer.length || stream.destroyed || !stream.writable) {
+          if (releaseAfter) ioBufferPool.release(buffer);
+        } else {
+          // The peer stopped taking bytes for a while: the event loop sends the rest, in order.
+          const rest = sent === 0 ? buffer : buffer.subarray(sent);
+          if (releaseAfter) stream.write(rest, () => ioBufferPool.release(buffer));
+          else stream.write(rest);
+        }
       }
       this.outputReturned();
     }, (error: unknown) => {
       this.outputLent = false;
-      ioBufferPool.release(buffer);
+      for (const { buffer, releaseAfter } of items) if (releaseAfter) ioBufferPool.release(buffer);
       this.releaseHeld();
       this.destroy(`socket send failed: ${(error as Error).message}`);
     });
   }
 
-  /** Writes the held replies (the first may start another bulk send), then a pending end. */
+  /**
+   * The output is back on the event loop: the held replies go out — gathered into one bulk send
+   * when they add up to bulkSendBytesMin, else written — then a pending end of the stream.
+   */
   private outputReturned(): void {
-    const held = this.held;
-    this.held = [];
-    this.heldBytes = 0;
-    for (const { buffer, releaseAfter } of held) this.write(buffer, releaseAfter);
-    if (this.outputLent) return;
     const stream = this.stream;
+    while (this.held.length > 0 && !this.outputLent) {
+      const batch = this.takeHeldBatch();
+      if (batch !== undefined) {
+        this.startBulkSend(batch.bulk, batch.items);
+        break;
+      }
+      const next = this.held.shift();
+      if (next === undefined) break;
+      this.heldBytes -= next.buffer.length;
+      this.write(next.buffer, next.releaseAfter);
+    }
+    if (this.outputLent) return;
     if (this.endPending) {
       this.endPending = false;
       if (!stream.destroyed && !stream.writableEnded) stream.end(() => stream.destroy());
@@ -698,6 +773,24 @@ export class NbdConnection {
       this.outputBlocked = false;
       if (this.phaseValue === 'transmission') this.pumpRequests();
     }
+  }
+
+  /** The leading held replies as one bulk send, if they qualify (see outputReturned). */
+  private takeHeldBatch(): { bulk: BulkChannel; items: Array<{ buffer: Buffer; releaseAfter: boolean }> } | undefined {
+    const bulk = this.bulk;
+    if (bulk === undefined || !bulk.available || this.stream.writableLength !== 0) return undefined;
+    let count = 0;
+    let bytes = 0;
+    while (count < this.held.length && count < bulkSendBuffersMax) {
+      const length = this.held[count]?.buffer.length ?? 0;
+      if (count > 0 && bytes + length > bulkSendBytesMax) break;
+      bytes += length;
+      count++;
+    }
+    if (bytes < bulkSendBytesMin) return undefined;
+    const items = this.held.splice(0, count);
+    this.heldBytes -= bytes;
+    return { bulk, items };
   }
 
   /** Drops held replies (the connection is going away), returning their buffers to the pool. */

@@ -37,6 +37,12 @@ export class NbdRequest {
     /** WRITE only: exactly `length` bytes, set by the parser once they all arrived. */
     public payload: Buffer | undefined,
   ) {}
+
+  /**
+   * WRITE only, set by the connection: the payload already went to the device as it arrived (a
+   * DirectWrite) — true when it succeeded, else the error to answer with.
+   */
+  stored: true | Error | undefined = undefined;
 }
 
 /** A fatal protocol violation: the connection must be dropped. */
@@ -88,6 +94,11 @@ export class RequestParser {
     }
     this.absorbQueued(request);
     return this.filled < request.length ? this.adopted.subarray(this.filled) : undefined;
+  }
+
+  /** The adopted payload buffer of the pending WRITE and how much of it is filled, if adopted. */
+  adoptedPayload(): { readonly buffer: Buffer; readonly filled: number } | undefined {
+    return this.adopted === undefined ? undefined : { buffer: this.adopted, filled: this.filled };
   }
 
   /** `count` bytes were received straight into the last directTarget(). */

@@ -18,7 +18,10 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import type { BlockDevice, DirectWrite } from '../../src/block/block-device';
 import { MemoryDevice } from '../../src/block/memory-device';
+import { VolumeDevice } from '../../src/block/volume-device';
+import { openStore } from '../extent/fixtures/extent-fixtures';
 import { BulkChannel, bulkIdleMs, bulkTransfersMax, SocketCalls } from '../../src/nbd/bulk-channel';
 import { bulkReceiveBytesMin, bulkSendBytesMin } from '../../src/nbd/connection';
 import { NbdServer } from '../../src/nbd/server';
@@ -33,8 +36,8 @@ const deviceBytes = 64 * MiB;
 const NBD_CMD_READ = 0;
 const NBD_CMD_WRITE = 1;
 
-async function unixServer(t: Test): Promise<{ server: NbdServer; device: MemoryDevice; connect: () => Promise<RawClient> }> {
-  const device = new MemoryDevice({ sizeBytes: deviceBytes });
+async function unixServer(t: Test, exported?: BlockDevice): Promise<{ server: NbdServer; device: BlockDevice; connect: () => Promise<RawClient> }> {
+  const device = exported ?? new MemoryDevice({ sizeBytes: deviceBytes });
   const server = new NbdServer({ socketCalls: loadSocketBinding(), resolver: new TestResolver(new Map([['disk', { device }]]), 'disk') });
   const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-fast-paths-'));
   const socketPath = path.join(directory, 'nbd.sock');
@@ -91,8 +94,29 @@ function openDescriptors(): number {
   return fs.readdirSync('/proc/self/fd').length;
 }
 
-t.test('large and small writes arrive exactly, however the client splits and pauses them', async (t) => {
-  const { device, connect } = await unixServer(t);
+/** A volume on a real extent store that counts the writes it lets callers store directly. */
+async function storeDevice(t: Test): Promise<{ device: BlockDevice; direct: () => number }> {
+  const store = await openStore(t, { onWarning: () => undefined });
+  const volume = await VolumeDevice.open({ store, volumeId: 'fast', sizeBytes: deviceBytes, extentBytes: 8 * MiB });
+  let direct = 0;
+  const device: BlockDevice = Object.assign(Object.create(volume) as VolumeDevice, {
+    directWrite: (offset: number, length: number): DirectWrite | undefined => {
+      const range = volume.directWrite(offset, length);
+      if (range !== undefined) direct++;
+      return range;
+    },
+  });
+  return { device, direct: () => direct };
+}
+
+for (const kind of ['memory', 'extent store'] as const) t.test(`large and small writes arrive exactly, however the client splits and pauses them (${kind} device)`, async (t) => {
+  const store = kind === 'memory' ? undefined : await storeDevice(t);
+  const direct = store?.direct;
+  const { device, connect } = await unixServer(t, store?.device);
+  if (kind === 'extent store') {
+    // Open every extent file first, so most large writes go straight from the socket to the file.
+    for (let offset = 0; offset < deviceBytes; offset += 8 * MiB) await device.write(offset, Buffer.alloc(512));
+  }
   const client = await connect();
   const random = new SeededRandom(7);
   const expected = Buffer.alloc(deviceBytes);
@@ -114,6 +138,39 @@ t.test('large and small writes arrive exactly, however the client splits and pau
   const stored = Buffer.alloc(deviceBytes);
   await device.read(0, stored);
   t.ok(stored.equals(expected), 'the device holds exactly what was sent');
+  if (kind === 'extent store') t.ok(direct !== undefined && direct() >= 2, `large payloads went straight from the socket to their files (${direct?.() ?? 0})`);
+});
+
+t.test('a write stored straight from the socket that fails is answered with an error; the connection goes on', async (t) => {
+  const memory = new MemoryDevice({ sizeBytes: deviceBytes });
+  const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-direct-'));
+  const readOnlyFile = path.join(directory, 'extent');
+  fs.writeFileSync(readOnlyFile, Buffer.alloc(4096));
+  const fd = fs.openSync(readOnlyFile, 'r'); // pwrite on it fails with EBADF
+  const finished: boolean[] = [];
+  t.teardown(() => {
+    fs.closeSync(fd);
+    fs.rmSync(directory, { recursive: true, force: true });
+  });
+  const failing: BlockDevice = Object.assign(Object.create(memory) as MemoryDevice, {
+    directWrite: (): DirectWrite => ({
+      fd, position: 0,
+      finish: (wrote: boolean, error?: unknown) => {
+        finished.push(wrote);
+        return error === undefined ? undefined : new Error(`stored write failed: ${(error as Error).message}`);
+      },
+    }),
+  });
+  const { connect } = await unixServer(t, failing);
+  const client = await connect();
+  const payload = Buffer.alloc(2 * MiB, 0x42);
+  client.write(Buffer.concat([requestHeader(NBD_CMD_WRITE, 1, 0, payload.length), payload]));
+  const failed = await client.simpleReply();
+  t.equal(failed.error, 5, 'EIO for the write that could not be stored');
+  t.same(finished, [true], 'the device was told the write was attempted');
+  client.write(requestHeader(NBD_CMD_READ, 2, 0, 4096));
+  const read = await client.simpleReply(4096);
+  t.same([read.error, read.cookie], [0, 2n], 'the connection still serves requests');
 });
 
 t.test('a large READ reply and the small replies finished during its bulk send all arrive intact', async (t) => {
@@ -191,6 +248,7 @@ function scriptedBinding(): { binding: SocketCalls; transfers: ScriptedTransfer[
     socketClose: (fd) => { closed.push(fd); },
     sendAsync: transfer,
     recvAsync: transfer,
+    recvWriteAsync: () => transfer().then((received) => ({ received, written: 0 })),
   };
   return { binding, transfers, closed, shutdowns };
 }
@@ -200,7 +258,7 @@ t.test('bulk transfers are capped process-wide and a descriptor closes only afte
   const channels = Array.from({ length: bulkTransfersMax + 1 }, () => BulkChannel.open(3, binding));
   const [first, ...rest] = channels;
   if (first === undefined || rest.some((channel) => channel === undefined)) throw new Error('channels open');
-  const running = [first, ...rest.slice(0, bulkTransfersMax - 1)].map((channel) => channel!.send(Buffer.alloc(1)));
+  const running = [first, ...rest.slice(0, bulkTransfersMax - 1)].map((channel) => channel!.send([Buffer.alloc(1)]));
   const last = rest[rest.length - 1]!;
   t.equal(transfers.length, bulkTransfersMax);
   t.notOk(last.available, `no channel may start a transfer beyond ${bulkTransfersMax} at once`);
