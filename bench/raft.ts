@@ -7,7 +7,11 @@
  * connection per node), etcd over its native gRPC API (@grpc/grpc-js, one HTTP/2 channel to the
  * leader). Prints ops/s and p50/p99 latency per row and the ratio Cairn/etcd.
  *
- *   npm run bench -- raft [--seconds 5] [--out bench/results/raft.json]
+ *   npm run bench -- raft [--seconds 5] [--out bench/results/raft.json] [--ops write,read] [--concurrency 1,16] [--rounds 1]
+ *
+ * `--ops` and `--concurrency` run only those rows (for quick checks; the default is the full run).
+ * `--rounds N` alternates Cairn and etcd N times within each row (seconds/N each, latencies
+ * pooled), so load from elsewhere on a shared machine falls on both alike (default 1).
  */
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,7 +25,8 @@ import { freePort } from './ports';
 
 interface Row { system: string; op: 'write' | 'read'; concurrency: number; opsPerSecond: number; p50ms: number; p99ms: number; errors: number }
 
-const concurrencies = [1, 16, 64, 256];
+const allConcurrencies = [1, 16, 64, 256];
+const allOps = ['write', 'read'] as const;
 const valueText = 'v'.repeat(64);
 
 function option(argv: string[], name: string): string | undefined {
@@ -29,14 +34,24 @@ function option(argv: string[], name: string): string | undefined {
   return index >= 0 ? argv[index + 1] : undefined;
 }
 
+/** A comma-separated subset of `all` (all when the flag is absent); throws on an unknown value. */
+function subset<T extends string | number>(text: string | undefined, all: readonly T[], flag: string): T[] {
+  if (text === undefined) return [...all];
+  const chosen = text.split(',').map((part) => all.find((value) => String(value) === part.trim()));
+  if (chosen.length === 0 || chosen.some((value) => value === undefined)) throw new Error(`--${flag}: expected a comma-separated subset of ${all.join(',')}, got '${text}'`);
+  return all.filter((value) => chosen.includes(value));
+}
+
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0;
 }
 
-/** Runs `concurrency` loops of `operation` for `seconds`; returns throughput and latency. */
-async function drive(concurrency: number, seconds: number, operation: (worker: number, i: number) => Promise<void>): Promise<{ ops: number; p50: number; p99: number; errors: number }> {
-  const latencies: number[] = [];
+interface Sample { readonly latencies: number[]; errors: number; seconds: number }
+
+/** Runs `concurrency` loops of `operation` for `seconds`, adding latencies and errors to `sample`. */
+async function drive(concurrency: number, seconds: number, operation: (worker: number, i: number) => Promise<void>, sample: Sample): Promise<void> {
+  const latencies = sample.latencies;
   let errors = 0;
   const deadline = performance.now() + seconds * 1000;
   await Promise.all(Array.from({ length: concurrency }, async (_, worker) => {
@@ -50,8 +65,13 @@ async function drive(concurrency: number, seconds: number, operation: (worker: n
       }
     }
   }));
-  latencies.sort((a, b) => a - b);
-  return { ops: latencies.length / seconds, p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), errors };
+  sample.errors += errors;
+  sample.seconds += seconds;
+}
+
+function summarize(sample: Sample): { ops: number; p50: number; p99: number; errors: number } {
+  const sorted = [...sample.latencies].sort((a, b) => a - b);
+  return { ops: sorted.length / sample.seconds, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), errors: sample.errors };
 }
 
 async function startCairnGroup(root: string): Promise<{ servers: Server[]; client: KvClient }> {
@@ -146,7 +166,14 @@ async function startEtcd(root: string): Promise<{ servers: Server[]; client: Etc
 
 export async function runRaftBench(argv: string[]): Promise<void> {
   const seconds = Number(option(argv, 'seconds') ?? '5');
-  const out = resolve(option(argv, 'out') ?? join('bench', 'results', 'raft.json'));
+  const rounds = Number(option(argv, 'rounds') ?? '1');
+  if (!Number.isSafeInteger(rounds) || rounds < 1) throw new Error(`--rounds: expected a positive integer, got ${rounds}`);
+  const ops = subset(option(argv, 'ops'), allOps, 'ops');
+  const concurrencies = subset(option(argv, 'concurrency'), allConcurrencies, 'concurrency');
+  // A partial run does not overwrite the saved full results unless asked to.
+  const partial = ops.length < allOps.length || concurrencies.length < allConcurrencies.length;
+  const outOption = option(argv, 'out') ?? (partial ? undefined : join('bench', 'results', 'raft.json'));
+  const out = outOption === undefined ? undefined : resolve(outOption);
   const root = mkdtempSync(join(process.env['CAIRN_BENCH_DIR'] ?? tmpdir(), 'cairn-raft-bench-'));
   const servers: Server[] = [];
   const rows: Row[] = [];
@@ -156,13 +183,19 @@ export async function runRaftBench(argv: string[]): Promise<void> {
     const etcd = await startEtcd(root);
     servers.push(...etcd.servers);
     const sessions = await Promise.all(Array.from({ length: Math.max(...concurrencies) }, () => cairn.client.openSession()));
-    for (const op of ['write', 'read'] as const) {
+    for (const op of ops) {
       for (const concurrency of concurrencies) {
         const key = (worker: number, i: number): string => `key-${worker}-${i % 64}`;
-        const cairnRun = await drive(concurrency, seconds, (worker, i) =>
-          op === 'write' ? sessions[worker]!.put(key(worker, i), valueText) : sessions[worker]!.get(key(worker, i)).then(() => undefined));
-        const etcdRun = await drive(concurrency, seconds, (worker, i) =>
-          (op === 'write' ? etcd.client.put(key(worker, i), valueText) : etcd.client.get(key(worker, i))).then(() => undefined));
+        const cairnSample: Sample = { latencies: [], errors: 0, seconds: 0 };
+        const etcdSample: Sample = { latencies: [], errors: 0, seconds: 0 };
+        for (let round = 0; round < rounds; round++) {
+          await drive(concurrency, seconds / rounds, (worker, i) =>
+            op === 'write' ? sessions[worker]!.put(key(worker, i), valueText) : sessions[worker]!.get(key(worker, i)).then(() => undefined), cairnSample);
+          await drive(concurrency, seconds / rounds, (worker, i) =>
+            (op === 'write' ? etcd.client.put(key(worker, i), valueText) : etcd.client.get(key(worker, i))).then(() => undefined), etcdSample);
+        }
+        const cairnRun = summarize(cairnSample);
+        const etcdRun = summarize(etcdSample);
         for (const [system, run] of [['cairn', cairnRun], ['etcd', etcdRun]] as const) {
           rows.push({ system, op, concurrency, opsPerSecond: run.ops, p50ms: run.p50, p99ms: run.p99, errors: run.errors });
         }
@@ -172,9 +205,11 @@ export async function runRaftBench(argv: string[]): Promise<void> {
     cairn.client.close();
     etcd.client.close();
     process.stdout.write(formatRows(rows) + '\n');
-    mkdirSync(dirname(out), { recursive: true });
-    writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), seconds, valueBytes: valueText.length, rows }, null, 2) + '\n');
-    process.stdout.write(`saved ${out}\n`);
+    if (out !== undefined) {
+      mkdirSync(dirname(out), { recursive: true });
+      writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), seconds, valueBytes: valueText.length, rows }, null, 2) + '\n');
+      process.stdout.write(`saved ${out}\n`);
+    }
   } finally {
     for (const server of servers) await server.stop();
     rmSync(root, { recursive: true, force: true });
@@ -182,9 +217,10 @@ export async function runRaftBench(argv: string[]): Promise<void> {
 }
 
 function formatRows(rows: readonly Row[]): string {
+  const concurrencies = [...new Set(rows.map((row) => row.concurrency))].sort((a, b) => a - b);
   const header = ['op', 'clients', 'cairn ops/s', 'cairn p50/p99 ms', 'etcd ops/s', 'etcd p50/p99 ms', 'cairn/etcd'];
   const lines: string[][] = [];
-  for (const op of ['write', 'read'] as const) {
+  for (const op of allOps) {
     for (const concurrency of concurrencies) {
       const cairn = rows.find((r) => r.system === 'cairn' && r.op === op && r.concurrency === concurrency);
       const etcd = rows.find((r) => r.system === 'etcd' && r.op === op && r.concurrency === concurrency);

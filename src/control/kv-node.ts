@@ -123,8 +123,12 @@ export class KvNode {
       const peerTransport = transport;
       const driver = new RaftDriver<KvApplyOutcome>({
         nodeId: options.nodeId, store, stateMachine: new KvRaftStateMachine(machine), random,
-        transport: { send: (message) => void peerTransport.send(message) },
+        transport: { send: (message) => void peerTransport.send(message), flush: () => peerTransport.flush() },
         bootstrapVoters: [...options.members.keys()].sort((a, b) => a - b),
+        // Followers learn a commit from the next append or heartbeat, not from a message of its
+        // own: one message and answer less per follower per write (see RaftConfig). KV reads
+        // stay linearizable — ReadIndex, on any node — and nothing here waits for followers to apply.
+        raft: { lazyCommitNotices: true },
         ...(options.tickMs === undefined ? {} : { tickMs: options.tickMs }),
         ...(options.electionTicks === undefined ? {} : { electionTicks: options.electionTicks }),
         ...(options.snapshotEntries === undefined ? {} : { snapshotEntries: options.snapshotEntries }),
@@ -213,6 +217,11 @@ export class KvNode {
         }
         const callId = request.callId;
         inflight++;
+        if (request.body === 'propose') {
+          // Answered straight from the driver's loop (no promise hops), before its next write.
+          this.propose(request.propose ?? new Uint8Array(0), (body) => respond({ callId, ...body }));
+          continue;
+        }
         this.handle(request).then(
           (body) => respond({ callId, ...body }),
           (error: unknown) => respond({ callId, error: errorFields(error) }),
@@ -224,18 +233,22 @@ export class KvNode {
     socket.on('close', () => this.connections.delete(socket));
   }
 
+  /** Proposes an encoded KvCommand; `answer` gets the result or the error, exactly once. */
+  private propose(command: Uint8Array, answer: (body: Omit<ResponseFields, 'callId'>) => void): void {
+    try {
+      decodeKvCommand(command);
+    } catch (error) {
+      answer({ error: errorFields(new CairnError('CAIRN_INVALID_ARGUMENT', `not a KV command: ${error instanceof Error ? error.message : String(error)}`)) });
+      return;
+    }
+    this.driver.proposeWith(new Uint8Array(command), {
+      resolve: (outcome) => answer({ result: encodeKvResult(outcome.result) }),
+      reject: (error) => answer({ error: errorFields(error) }),
+    });
+  }
+
   private async handle(request: ReturnType<typeof pb.KvRequest.decode>): Promise<Omit<ResponseFields, 'callId'>> {
     switch (request.body) {
-      case 'propose': {
-        const command = request.propose ?? new Uint8Array(0);
-        try {
-          decodeKvCommand(command);
-        } catch (error) {
-          throw new CairnError('CAIRN_INVALID_ARGUMENT', `not a KV command: ${error instanceof Error ? error.message : String(error)}`);
-        }
-        const outcome = await this.driver.propose(new Uint8Array(command));
-        return { result: encodeKvResult(outcome.result) };
-      }
       case 'readKey': {
         const key = request.readKey ?? '';
         const value = await this.driver.read(() => this.machine.read(key));

@@ -34,6 +34,14 @@ export interface RaftConfig {
   readonly checkQuorum: boolean;
   /** Followers forward proposals to the leader instead of throwing NotLeaderError. */
   readonly forwardProposals: boolean;
+  /**
+   * The leader sends no append whose only news is a higher commit index: followers learn it from
+   * the next append or heartbeat (at most heartbeatTicks later). Saves a message and its answer
+   * per follower per commit — on a small machine a large part of a write's cost — at the price
+   * of followers applying later when writes pause. Safety does not depend on it (a follower's
+   * commit index is advisory); reads stay linearizable (a ReadIndex round carries the commit).
+   */
+  readonly lazyCommitNotices: boolean;
 }
 
 export type RaftConfigInput = Partial<RaftConfig> & Pick<RaftConfig, 'id'>;
@@ -52,6 +60,7 @@ export const raftConfigDefaults: Omit<RaftConfig, 'id'> = {
   preVote: true,
   checkQuorum: true,
   forwardProposals: false,
+  lazyCommitNotices: false,
 };
 
 /** Fills defaults and rejects contradictions. Throws RaftConfigError. */

@@ -131,7 +131,8 @@ function maybeSendAppend(r: Raft, to: number): boolean {
   if (pr === undefined) return false;
   const lastIndex = r.log.lastIndex();
   const commit = r.log.committed;
-  if (!pr.shouldSendAppend(lastIndex, commit)) return false;
+  // With lazy commit notices a new commit index alone is no reason to send (it rides along).
+  if (!pr.shouldSendAppend(lastIndex, r.config.lazyCommitNotices ? 0 : commit)) return false;
   const prevIndex = pr.next - 1;
   const prevTerm = r.log.term(prevIndex);
   if (prevTerm === undefined) {

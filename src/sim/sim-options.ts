@@ -163,12 +163,16 @@ export function drawSimOptions(seed: number, overrides: SimOverrides = {}): SimO
     operationTimeoutNs: attemptTimeoutNs * intBetween(2, 4),
   };
 
+  const bootstrap = sometimes(0.5) ? 'log' : 'snapshot';
+  // Drawn last so the draws above (and so earlier seeds' other settings) stay as they were.
+  const lazyCommitNotices = sometimes(0.5);
+
   return {
     seed,
     nodeCount,
     initialVoters,
-    bootstrap: sometimes(0.5) ? 'log' : 'snapshot',
-    raft,
+    bootstrap,
+    raft: { ...raft, lazyCommitNotices },
     tickPeriodsNs,
     network,
     disk,

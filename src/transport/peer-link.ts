@@ -70,7 +70,8 @@ export class PeerLink {
   /** Invariant: frames written whose write callback has not run; <= queueFramesMax. */
   private queuedFrames = 0;
   private framesSent = 0;
-  private corked = false;
+  /** The socket corked by `send` and not yet uncorked (flush or the next tick uncorks it). */
+  private corkedSocket: Socket | undefined;
   private framesDropped = 0;
   private connects = 0;
   /** The reason of the last failure, logged once per change so a down peer does not flood the log. */
@@ -114,21 +115,28 @@ export class PeerLink {
     }
     this.queuedFrames++;
     this.framesSent++;
-    if (!this.corked) {
+    if (this.corkedSocket === undefined) {
       // Frames written in the same turn of the event loop (one Ready's messages) leave in one
-      // writev instead of one syscall each.
-      this.corked = true;
+      // writev instead of one syscall each: at `flush()` (the driver calls it once a Ready's
+      // messages are queued, so they leave before its disk write is even submitted), or at the
+      // latest on the next tick.
+      this.corkedSocket = socket;
       socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        socket.uncork();
-      });
+      process.nextTick(() => this.flush());
     }
     socket.write(frame, () => {
       this.queuedFrames--;
       assert(this.queuedFrames >= 0, 'peer link: more write callbacks than writes');
     });
     return true;
+  }
+
+  /** Hands the frames queued since the last flush to the kernel now (one writev). */
+  flush(): void {
+    const socket = this.corkedSocket;
+    if (socket === undefined) return;
+    this.corkedSocket = undefined;
+    socket.uncork();
   }
 
   close(): void {

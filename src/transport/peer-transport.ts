@@ -166,6 +166,11 @@ export class PeerTransport {
     return sent;
   }
 
+  /** Sends what `send` queued (corked) on every link now instead of on the next tick. */
+  flush(): void {
+    for (const link of this.links.values()) link.flush();
+  }
+
   stats(): PeerTransportStats {
     const peers = new Map<number, PeerLinkStats>();
     for (const [peerId, link] of this.links) peers.set(peerId, link.stats());
