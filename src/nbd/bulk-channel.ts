@@ -46,6 +46,11 @@ export const bulkSendBytesMax = 32 * 1024 * 1024;
 
 let transfersRunning = 0;
 
+/** Bulk transfers running now in the process (all connections). */
+export function bulkTransfersRunning(): number {
+  return transfersRunning;
+}
+
 export class BulkChannel {
   private running = 0;
   private closing = false;

@@ -58,7 +58,7 @@ import {
   structuredReadPrefixBytes, writeSimpleReplyHeader, writeStructuredReadPrefix,
 } from './replies';
 import { NbdRequest, RequestParseFailure, RequestParser } from './request-parser';
-import { BulkChannel, bulkSendBuffersMax, bulkSendBytesMax } from './bulk-channel';
+import { BulkChannel, bulkSendBuffersMax, bulkSendBytesMax, bulkTransfersRunning } from './bulk-channel';
 import type { InputConsumer, SocketInput } from './socket-input';
 import { clientMessageOf, descriptorsFor, nbdErrorFor, TransmissionContext, validateRequest } from './validate';
 import { KiB } from '../util/units';
@@ -108,7 +108,17 @@ export interface ConnectionOptions {
   readonly input?: SocketInput;
   /** A second descriptor of the stream's socket for bulk transfers; the connection closes it. */
   readonly bulk?: BulkChannel;
+  /** When a bulk-received WRITE payload is stored as it arrives (see StoreOnArrival). */
+  readonly storeOnArrival?: StoreOnArrival;
 }
+
+/**
+ * 'auto': store a WRITE payload straight from the socket (one pool call) only while other bulk
+ * transfers run — then the cores are busy and the saved hand-off wins; a lone stream does better
+ * overlapping one payload's file write with the next one's receive (measured: 2.5 vs 2.2 GB/s on
+ * one connection). 'always': whenever eligible.
+ */
+export type StoreOnArrival = 'auto' | 'always';
 
 const noWriteFlags: WriteFlags = {};
 const fuaWriteFlags: WriteFlags = { fua: true };
@@ -154,6 +164,9 @@ export class NbdConnection {
 
   // Socket fast paths (see the module comment).
   private readonly bulk: BulkChannel | undefined;
+  private readonly storeOnArrival: StoreOnArrival;
+  /** Whether the last request taken was a WRITE large enough for a bulk receive (SocketInput hint). */
+  private lastWriteLarge = false;
   /** Whether the caller wants input; the socket reads only if also no bulk receive runs. */
   private readingWanted = true;
   private bulkReceiving = false;
@@ -161,6 +174,8 @@ export class NbdConnection {
   private bulkDeclined: NbdRequest | undefined;
   /** A pool thread owns the socket's output: a bulk send, or the FLUSH in `lentFor`. */
   private outputLent = false;
+  /** A large reply waits in `held` for the end of this turn (sendBatch), with the turn's others. */
+  private batchPending = false;
   private lentFor: NbdRequest | undefined;
   /** Replies finished while a bulk send runs, in order, and their bytes. */
   private held: Array<{ buffer: Buffer; releaseAfter: boolean }> = [];
@@ -181,6 +196,7 @@ export class NbdConnection {
       this.resolveClosed = resolve;
     });
     this.bulk = options.bulk;
+    this.storeOnArrival = options.storeOnArrival ?? 'auto';
     if (options.input !== undefined) options.input.attach(this.inputConsumer());
     else stream.on('data', this.onData);
     stream.on('end', this.onEnd);
@@ -264,6 +280,7 @@ export class NbdConnection {
     return {
       directTarget: () => (this.phaseValue === 'transmission' && !this.bulkReceiving
         ? this.requestParser?.directTarget(directReceiveBytesMin) : undefined),
+      expectsLargePayloads: () => this.lastWriteLarge,
       receivedChunk: (chunk) => this.onData(chunk),
       receivedDirect: (count) => {
         if (this.phaseValue !== 'transmission') return;
@@ -422,6 +439,7 @@ export class NbdConnection {
         this.beginDraining('client sent DISC');
         return;
       }
+      this.lastWriteLarge = request.type === Command.WRITE && request.length >= bulkReceiveBytesMin;
       this.dispatch(request);
     }
     this.updateReading();
@@ -499,7 +517,10 @@ export class NbdConnection {
     if (target === undefined) return;
     this.bulkReceiving = true;
     this.applyReading();
-    const direct = this.directWriteFor(pending);
+    // Store-as-it-arrives saves a pool round trip but keeps the socket unread until the file
+    // write is done too. With other connections' transfers running the cores are busy anyway and
+    // the saved hand-off wins; alone, overlapping this write with the next receive wins.
+    const direct = this.storeOnArrival === 'always' || bulkTransfersRunning() > 0 ? this.directWriteFor(pending) : undefined;
     const adopted = parser.adoptedPayload();
     if (direct !== undefined && adopted !== undefined) {
       this.receiveAndStore(bulk, parser, pending, direct, adopted);
@@ -637,7 +658,7 @@ export class NbdConnection {
     const reply = encodeSimpleReply(0, request);
     const bulk = this.bulk;
     const stream = this.stream;
-    if (bulk === undefined || !bulk.isOpen || this.outputLent || this.inflight.size !== 1 || this.phaseValue !== 'transmission'
+    if (bulk === undefined || !bulk.isOpen || this.outputLent || this.batchPending || this.inflight.size !== 1 || this.phaseValue !== 'transmission'
       || stream.destroyed || !stream.writable || stream.writableLength !== 0) {
       await device.flush();
       return reply;
@@ -695,14 +716,19 @@ export class NbdConnection {
       if (releaseAfter) ioBufferPool.release(buffer);
       return;
     }
-    if (this.outputLent) {
+    if (this.outputLent || this.batchPending) {
       this.held.push({ buffer, releaseAfter });
       this.heldBytes += buffer.length;
       if (this.heldBytes + stream.writableLength >= this.limits.inflightBytesMax) this.outputBlocked = true;
       return;
     }
     if (releaseAfter && buffer.length >= bulkSendBytesMin && stream.writableLength === 0 && this.bulk?.available === true) {
-      this.startBulkSend(this.bulk, [{ buffer, releaseAfter }]);
+      // Gather the replies finished in this event-loop turn (READs completed together) into one
+      // bulk send at the end of the turn: one pool round trip for all of them.
+      this.batchPending = true;
+      this.held.push({ buffer, releaseAfter });
+      this.heldBytes += buffer.length;
+      process.nextTick(sendBatchOf, this);
       return;
     }
     if (!this.corked) {
@@ -752,6 +778,7 @@ export class NbdConnection {
    */
   private outputReturned(): void {
     const stream = this.stream;
+    if (this.batchPending) return; // sendBatch() comes back here at the end of this turn
     while (this.held.length > 0 && !this.outputLent) {
       const batch = this.takeHeldBatch();
       if (batch !== undefined) {
@@ -800,6 +827,12 @@ export class NbdConnection {
     this.heldBytes = 0;
   }
 
+  /** @internal process.nextTick target: sends the replies gathered in one event-loop turn. */
+  sendBatch(): void {
+    this.batchPending = false;
+    if (!this.outputLent) this.outputReturned();
+  }
+
   /** @internal process.nextTick target: flushes the replies of one event-loop turn together. */
   uncork(): void {
     this.corked = false;
@@ -819,7 +852,7 @@ export class NbdConnection {
       return;
     }
     this.armLingerTimer(this.shutdownDeadlineMs > 0 ? Math.min(lingerMs, this.shutdownDeadlineMs) : lingerMs);
-    if (this.outputLent) {
+    if (this.outputLent || this.batchPending) {
       this.endPending = true; // outputReturned() ends the stream once the bulk send is done
       return;
     }
@@ -855,6 +888,10 @@ export class NbdConnection {
 
 function uncorkConnection(connection: NbdConnection): void {
   connection.uncork();
+}
+
+function sendBatchOf(connection: NbdConnection): void {
+  connection.sendBatch();
 }
 
 /** Bytes a request holds while in flight: its WRITE payload or its READ reply buffer. */

@@ -16,7 +16,7 @@ import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { nbdConnectionsMax } from '../limits';
 import { assert } from '../util/assert';
-import { ConnectionLimits, defaultConnectionLimits, NbdConnection } from './connection';
+import { ConnectionLimits, defaultConnectionLimits, NbdConnection, StoreOnArrival } from './connection';
 import { ExportResolver, NbdExportHandle, NbdLogger, silentNbdLogger } from './export-resolver';
 import { BulkChannel, SocketCalls } from './bulk-channel';
 import { adoptSocket, SocketInput } from './socket-input';
@@ -37,6 +37,8 @@ export interface NbdServerOptions {
    * addon's socket calls (loadSocketBinding()). Without it, accepted sockets are served plainly.
    */
   readonly socketCalls?: SocketCalls;
+  /** See StoreOnArrival (connection.ts); default 'auto'. */
+  readonly storeOnArrival?: StoreOnArrival;
 }
 
 export type NbdServerStatus = 'open' | 'closing' | 'closed';
@@ -53,6 +55,7 @@ export class NbdServer {
   private nextConnectionId = 1;
   private closing: Promise<void> | undefined;
   private readonly socketCalls: SocketCalls | undefined;
+  private readonly storeOnArrival: StoreOnArrival;
 
   constructor(options: NbdServerOptions) {
     this.resolver = options.resolver;
@@ -61,6 +64,7 @@ export class NbdServer {
     this.connectionsMax = options.connectionsMax ?? nbdConnectionsMax;
     this.shutdownDeadlineMs = options.shutdownDeadlineMs ?? shutdownDeadlineMsDefault;
     this.socketCalls = options.socketCalls;
+    this.storeOnArrival = options.storeOnArrival ?? 'auto';
     assert(this.connectionsMax > 0, 'connectionsMax must be positive');
     assert(this.shutdownDeadlineMs >= 0, 'shutdownDeadlineMs must not be negative');
   }
@@ -92,6 +96,7 @@ export class NbdServer {
       resolver: this.resolver,
       isShuttingDown: () => this.statusValue !== 'open',
       ...(socket === undefined ? {} : { input: socket.input, ...(socket.bulk === undefined ? {} : { bulk: socket.bulk }) }),
+      storeOnArrival: this.storeOnArrival,
     });
     this.track(connection);
     connection.startHandshake();

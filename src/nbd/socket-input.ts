@@ -21,6 +21,11 @@ import { KiB } from '../util/units';
 export interface InputConsumer {
   /** The buffer the next read should fill directly, or undefined for a staging region. */
   directTarget(): Buffer | undefined;
+  /**
+   * True while large payloads stream in: the next staging read then takes only a small region,
+   * so a header read does not also pull (and stage, then copy) tens of KiB of payload.
+   */
+  expectsLargePayloads(): boolean;
   receivedChunk(chunk: Buffer): void;
   receivedDirect(count: number): void;
 }
@@ -29,6 +34,8 @@ export interface InputConsumer {
 export const stagingSlabBytes = 256 * KiB;
 const stagingReadBytesMax = 64 * KiB;
 const stagingReadBytesMin = 16 * KiB;
+/** A staging read while large payloads stream in: a few headers and the start of a payload. */
+const stagingReadBytesSmall = 4 * KiB;
 
 export class SocketInput {
   private consumer: InputConsumer | undefined;
@@ -60,7 +67,8 @@ export class SocketInput {
       this.slab = Buffer.allocUnsafeSlow(stagingSlabBytes);
       this.slabOffset = 0;
     }
-    const region = this.slab.subarray(this.slabOffset, Math.min(this.slab.length, this.slabOffset + stagingReadBytesMax));
+    const readBytes = this.consumer?.expectsLargePayloads() === true ? stagingReadBytesSmall : stagingReadBytesMax;
+    const region = this.slab.subarray(this.slabOffset, Math.min(this.slab.length, this.slabOffset + readBytes));
     this.lastStaging = region;
     return region;
   };

@@ -38,7 +38,7 @@ const NBD_CMD_WRITE = 1;
 
 async function unixServer(t: Test, exported?: BlockDevice): Promise<{ server: NbdServer; device: BlockDevice; connect: () => Promise<RawClient> }> {
   const device = exported ?? new MemoryDevice({ sizeBytes: deviceBytes });
-  const server = new NbdServer({ socketCalls: loadSocketBinding(), resolver: new TestResolver(new Map([['disk', { device }]]), 'disk') });
+  const server = new NbdServer({ socketCalls: loadSocketBinding(), storeOnArrival: 'always', resolver: new TestResolver(new Map([['disk', { device }]]), 'disk') });
   const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-fast-paths-'));
   const socketPath = path.join(directory, 'nbd.sock');
   await server.listenUnix(socketPath);
