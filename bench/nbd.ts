@@ -2,7 +2,8 @@
  * NBD data-path benchmark: Cairn against nbdkit (file plugin) and qemu-nbd serving an equal-sized
  * file from the same disk, all with the same cache semantics (writeback page cache, flush =
  * fdatasync). The same fio jobs (ioengine=nbd, one connection per fio job) run against each server
- * in turn, job by job, so drift in the machine affects all three alike. Prints IOPS, MB/s, p50/p99
+ * in turn, job by job (who goes first rotates per job, and each run starts after `sync`), so drift
+ * in the machine and the writeback of earlier runs affect all three alike. Prints IOPS, MB/s, p50/p99
  * latency and the ratio Cairn/nbdkit per job, and writes the table as JSON.
  *
  *   npm run bench -- nbd [--runtime 10] [--size 1GiB] [--out bench/results/nbd.json] [--only cairn,nbdkit]
@@ -57,8 +58,13 @@ export async function runNbdBench(argv: string[]): Promise<void> {
       jobs.splice(0, jobs.length, ...jobs.filter((job) => onlyJobs.includes(job.name)));
     }
     const results: Result[] = [];
-    for (const job of jobs) {
-      for (const { server, uri } of servers) {
+    for (const [jobIndex, job] of jobs.entries()) {
+      // Rotate who goes first, and start every run with no dirty pages: otherwise a server pays
+      // for the writeback of the previous run's data (a flush job right after a random-write job
+      // waits behind hundreds of MB of someone else's writeback).
+      const order = servers.map((_, index) => servers[(index + jobIndex) % servers.length]!);
+      for (const { server, uri } of order) {
+        await run('sync', [], { timeoutMs: 120_000 });
         const result = await runFio(root, job, server.name, uri, sizeBytes, runtimeSeconds);
         results.push(result);
         process.stderr.write(`${job.name.padEnd(28)} ${server.name.padEnd(9)} ${result.iops.toFixed(0).padStart(8)} IOPS ${result.mbps.toFixed(1).padStart(8)} MB/s  p50 ${result.p50us.toFixed(0)} us  p99 ${result.p99us.toFixed(0)} us\n`);
