@@ -151,15 +151,7 @@ export function loadNativeBinding(): NativeBinding {
     throw new CairnError('CAIRN_PLATFORM',
       `the native addon ${addonPath} is missing: run npm install to build the native addon (needs node-gyp, make and a C++17 compiler)`);
   }
-  const holder = { exports: {} as unknown };
-  try {
-    process.dlopen(holder, addonPath);
-  } catch (error) {
-    throw new CairnError('CAIRN_PLATFORM',
-      `the native addon ${addonPath} failed to load (${(error as Error).message}): run npm install to rebuild the native addon`,
-      { cause: error });
-  }
-  loaded = checkedBinding(holder.exports as NativeBinding);
+  loaded = checkedBinding(dlopenAddon(addonPath) as NativeBinding);
   return loaded;
 }
 
@@ -356,10 +348,8 @@ const notifyMessageBytesMax = 4096;
 
 let loadedKernel: KernelBinding | undefined;
 
-/** Loads the addon once per process and returns the validating kernel binding over it. */
-export function loadKernelBinding(): KernelBinding {
-  if (loadedKernel !== undefined) return loadedKernel;
-  const addonPath = nativeAddonPath();
+/** The addon's exports (process.dlopen caches the module, so every loader shares one). */
+function dlopenAddon(addonPath: string): unknown {
   const holder = { exports: {} as unknown };
   try {
     process.dlopen(holder, addonPath);
@@ -368,7 +358,14 @@ export function loadKernelBinding(): KernelBinding {
       `the native addon ${addonPath} failed to load (${(error as Error).message}): run npm install to rebuild the native addon`,
       { cause: error });
   }
-  const raw = holder.exports as Partial<KernelBinding>;
+  return holder.exports;
+}
+
+/** Loads the addon once per process and returns the validating kernel binding over it. */
+export function loadKernelBinding(): KernelBinding {
+  if (loadedKernel !== undefined) return loadedKernel;
+  const addonPath = nativeAddonPath();
+  const raw = dlopenAddon(addonPath) as Partial<KernelBinding>;
   if (typeof raw.nbdNetlinkConnect !== 'function' || typeof raw.sdNotify !== 'function') {
     throw new CairnError('CAIRN_PLATFORM', `the native addon ${addonPath} predates kernel attach: run npm install to rebuild it`);
   }
@@ -522,15 +519,7 @@ let loadedSocket: SocketBinding | undefined;
 export function loadSocketBinding(): SocketBinding {
   if (loadedSocket !== undefined) return loadedSocket;
   const addonPath = nativeAddonPath();
-  const holder = { exports: {} as unknown };
-  try {
-    process.dlopen(holder, addonPath);
-  } catch (error) {
-    throw new CairnError('CAIRN_PLATFORM',
-      `the native addon ${addonPath} failed to load (${(error as Error).message}): run npm install to rebuild the native addon`,
-      { cause: error });
-  }
-  const raw = holder.exports as Partial<SocketBinding>;
+  const raw = dlopenAddon(addonPath) as Partial<SocketBinding>;
   if (typeof raw.sendAsync !== 'function' || typeof raw.socketDup !== 'function') {
     throw new CairnError('CAIRN_PLATFORM', `the native addon ${addonPath} predates socket transfers: run npm install to rebuild it`);
   }
