@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace cairn {
 
@@ -30,6 +31,10 @@ int64_t IntegerArgument(const Napi::CallbackInfo& info, size_t index, const char
 bool BooleanArgument(const Napi::CallbackInfo& info, size_t index, const char* name);
 // A Uint8Array (Buffer included) of at most kIoBytesMax bytes.
 ByteView BytesArgument(const Napi::CallbackInfo& info, size_t index, const char* name);
+
+// The same checks for a value that is not itself an argument (an array element, an object field).
+int FdValue(Napi::Env env, Napi::Value value, const std::string& name);
+ByteView BytesValue(Napi::Env env, Napi::Value value, const std::string& name);
 
 }  // namespace cairn
 

@@ -439,15 +439,7 @@ std::vector<int> FdListArgument(const Napi::CallbackInfo& info, size_t index, co
   if (length > kSyncFdsMax) throw Napi::TypeError::New(info.Env(), std::string(name) + " holds too many descriptors");
   std::vector<int> fds;
   fds.reserve(length);
-  for (uint32_t i = 0; i < length; i++) {
-    Napi::Value element = array.Get(i);
-    if (!element.IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(name) + " must hold only numbers");
-    const double number = element.As<Napi::Number>().DoubleValue();
-    if (!(number >= 0 && number <= static_cast<double>(INT32_MAX)) || static_cast<double>(static_cast<int>(number)) != number) {
-      throw Napi::TypeError::New(info.Env(), std::string(name) + " must hold only file descriptors (integers in [0, 2^31 - 1])");
-    }
-    fds.push_back(static_cast<int>(number));
-  }
+  for (uint32_t i = 0; i < length; i++) fds.push_back(FdValue(info.Env(), array.Get(i), std::string(name) + "[i]"));
   return fds;
 }
 
@@ -457,28 +449,19 @@ Napi::Value SyncMany(const Napi::CallbackInfo& info) {
   RequireArgumentCount(info, 2, "syncMany");
   std::vector<int> data_fds = FdListArgument(info, 0, "dataFds");
   std::vector<int> metadata_fds = FdListArgument(info, 1, "metadataFds");
-  auto* worker = new SyncManyWorker(info.Env(), std::move(data_fds), std::move(metadata_fds));
-  if (info.Length() > 2 && !info[2].IsUndefined()) {
-    try {
-      if (!info[2].IsObject()) throw Napi::TypeError::New(info.Env(), "notice must be an object {fd, bytes}");
-      Napi::Object notice = info[2].As<Napi::Object>();
-      Napi::Value fd = notice.Get("fd");
-      Napi::Value bytes = notice.Get("bytes");
-      const double number = fd.IsNumber() ? fd.As<Napi::Number>().DoubleValue() : -1;
-      if (!(number >= 0 && number <= static_cast<double>(INT32_MAX)) || static_cast<double>(static_cast<int>(number)) != number) {
-        throw Napi::TypeError::New(info.Env(), "notice.fd must be a file descriptor (an integer in [0, 2^31 - 1])");
-      }
-      if (!bytes.IsTypedArray() || bytes.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-        throw Napi::TypeError::New(info.Env(), "notice.bytes must be a Buffer or Uint8Array");
-      }
-      Napi::Uint8Array array = bytes.As<Napi::Uint8Array>();
-      if (array.ByteLength() > kIoBytesMax) throw Napi::TypeError::New(info.Env(), "notice.bytes is too long");
-      worker->SetNotice(static_cast<int>(number), bytes, ByteView{array.Data(), array.ByteLength()});
-    } catch (...) {
-      delete worker;
-      throw;
-    }
+  const bool has_notice = info.Length() > 2 && !info[2].IsUndefined();
+  int notice_fd = -1;
+  Napi::Value notice_bytes;  // read once: the view and the reference must be of the same buffer
+  ByteView notice_view = {nullptr, 0};
+  if (has_notice) {
+    if (!info[2].IsObject()) throw Napi::TypeError::New(info.Env(), "notice must be an object {fd, bytes}");
+    Napi::Object notice = info[2].As<Napi::Object>();
+    notice_fd = FdValue(info.Env(), notice.Get("fd"), "notice.fd");
+    notice_bytes = notice.Get("bytes");
+    notice_view = BytesValue(info.Env(), notice_bytes, "notice.bytes");
   }
+  auto* worker = new SyncManyWorker(info.Env(), std::move(data_fds), std::move(metadata_fds));
+  if (has_notice) worker->SetNotice(notice_fd, notice_bytes, notice_view);
   return QueueWorker(worker);
 }
 

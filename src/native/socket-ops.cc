@@ -184,22 +184,18 @@ Napi::Value SendAsync(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(info.Env(), "sources must hold 1 to 64 Buffers");
   }
   const int idle_ms = IdleArgument(info, 2);
-  auto* worker = new SocketTransferWorker(info.Env(), true, fd, idle_ms);
+  // Each element is read once: the view and the reference kept alive must be of the same buffer.
+  std::vector<Napi::Value> buffers;
+  std::vector<ByteView> views;
   size_t total = 0;
   for (uint32_t i = 0; i < sources.Length(); i++) {
-    Napi::Value source = sources.Get(i);
-    if (!source.IsTypedArray() || source.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-      delete worker;
-      throw Napi::TypeError::New(info.Env(), "sources must hold only Buffers or Uint8Arrays");
-    }
-    Napi::Uint8Array array = source.As<Napi::Uint8Array>();
-    total += array.ByteLength();
-    if (total > kIoBytesMax) {
-      delete worker;
-      throw Napi::TypeError::New(info.Env(), "sources are longer than one system call transfers");
-    }
-    worker->AddBuffer(source, ByteView{array.Data(), array.ByteLength()});
+    buffers.push_back(sources.Get(i));
+    views.push_back(BytesValue(info.Env(), buffers.back(), "sources[i]"));
+    total += views.back().length;
+    if (total > kIoBytesMax) throw Napi::TypeError::New(info.Env(), "sources are longer than one system call transfers");
   }
+  auto* worker = new SocketTransferWorker(info.Env(), true, fd, idle_ms);
+  for (size_t i = 0; i < buffers.size(); i++) worker->AddBuffer(buffers[i], views[i]);
   return QueueWorker(worker);
 }
 

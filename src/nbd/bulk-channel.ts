@@ -89,8 +89,9 @@ export class BulkChannel {
   }
 
   /**
-   * Keeps the descriptor open while `use` runs — a FLUSH whose syncing thread sends the reply on
-   * it (FlushNotice). Not counted in the transfer budget: that thread is busy syncing anyway.
+   * Keeps the descriptor open while `use` runs: every transfer, and a FLUSH whose syncing thread
+   * sends the reply on it (FlushNotice) — that one outside the transfer budget, as its thread is
+   * busy syncing anyway.
    */
   async lend<T>(use: () => Promise<T>): Promise<T> {
     assert(!this.closing, 'a closed channel lends nothing');
@@ -126,16 +127,14 @@ export class BulkChannel {
     this.maybeCloseFd();
   }
 
+  /** A transfer: the descriptor is lent for it, and it counts against the process budget. */
   private async run<T>(transfer: (fd: number) => Promise<T>): Promise<T> {
     assert(this.available, 'a bulk transfer starts only when the channel is available');
-    this.running++;
     transfersRunning++;
     try {
-      return await transfer(this.fd);
+      return await this.lend(() => transfer(this.fd));
     } finally {
-      this.running--;
       transfersRunning--;
-      this.maybeCloseFd();
     }
   }
 

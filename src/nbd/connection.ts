@@ -455,36 +455,6 @@ export class NbdConnection {
     return device.directWrite(request.offset, request.length);
   }
 
-  /**
-   * Bulk receive of the rest of a WRITE payload that also writes it to its extent file in the
-   * same pool call; the request is then answered without a second device call (request.stored).
-   * A short receive writes nothing: the event loop finishes the payload and the write goes the
-   * usual way.
-   */
-  private receiveAndStore(bulk: BulkChannel, parser: RequestParser, pending: NbdRequest, direct: DirectWrite,
-    adopted: { readonly buffer: Buffer; readonly filled: number }): void {
-    this.deviceCallsRunning += 1;
-    bulk.receiveAndWrite(adopted.buffer, adopted.filled, direct.fd, direct.position).then((result) => {
-      this.bulkReceiving = false;
-      this.deviceCallsRunning -= 1;
-      const failure = direct.finish(result.written > 0 || result.writeError !== undefined, result.writeError);
-      if (this.phaseValue !== 'transmission') {
-        this.maybeRelease();
-        return;
-      }
-      parser.directReceived(result.received - adopted.filled);
-      if (result.received === pending.length) pending.stored = failure ?? true;
-      else this.bulkDeclined = pending; // short: finish this payload on the event loop
-      this.pumpRequests();
-    }, (error: unknown) => {
-      this.bulkReceiving = false;
-      this.deviceCallsRunning -= 1;
-      direct.finish(false);
-      this.destroy(`socket receive failed: ${(error as Error).message}`);
-      this.maybeRelease();
-    });
-  }
-
   private updateReading(): void {
     const limits = this.limits;
     this.setReading(this.phaseValue === 'transmission' && !this.outputBlocked
@@ -522,20 +492,34 @@ export class NbdConnection {
     // the saved hand-off wins; alone, overlapping this write with the next receive wins.
     const direct = this.storeOnArrival === 'always' || bulkTransfersRunning() > 0 ? this.directWriteFor(pending) : undefined;
     const adopted = parser.adoptedPayload();
-    if (direct !== undefined && adopted !== undefined) {
-      this.receiveAndStore(bulk, parser, pending, direct, adopted);
-      return;
-    }
-    bulk.receive(target).then((count) => {
+    assert(adopted !== undefined, 'a direct target is the rest of an adopted payload');
+    if (direct !== undefined) this.deviceCallsRunning += 1;
+    // Both kinds report the bytes newly received; storing also reports how the file write went.
+    const receiving: Promise<{ count: number; stored: true | Error | undefined }> = direct === undefined
+      ? bulk.receive(target).then((count) => ({ count, stored: undefined }))
+      : bulk.receiveAndWrite(adopted.buffer, adopted.filled, direct.fd, direct.position).then((result) => {
+        this.deviceCallsRunning -= 1;
+        const failure = direct.finish(result.written > 0 || result.writeError !== undefined, result.writeError);
+        return { count: result.received - adopted.filled, stored: failure ?? true };
+      });
+    receiving.then(({ count, stored }) => {
       this.bulkReceiving = false;
-      if (this.phaseValue !== 'transmission') return; // draining or closed: the payload is abandoned
+      if (this.phaseValue !== 'transmission') { // draining or closed: the payload is abandoned
+        this.maybeRelease();
+        return;
+      }
       parser.directReceived(count);
-      // Short: the peer paused or ended; finish this payload on the event loop.
-      if (count < target.length) this.bulkDeclined = pending;
+      if (count === target.length) pending.stored = stored;
+      else this.bulkDeclined = pending; // short: the peer paused or ended; finish on the event loop
       this.pumpRequests();
     }, (error: unknown) => {
       this.bulkReceiving = false;
+      if (direct !== undefined) {
+        this.deviceCallsRunning -= 1;
+        direct.finish(false);
+      }
       this.destroy(`socket receive failed: ${(error as Error).message}`);
+      this.maybeRelease();
     });
   }
 
@@ -611,7 +595,7 @@ export class NbdConnection {
         assert(payload !== undefined && payload.length === request.length, 'WRITE carries its payload');
         const stored = request.stored;
         if (stored !== undefined) {
-          // Written to its extent file as it arrived (receiveAndStore).
+          // Written to its extent file as it arrived (maybeStartBulkReceive).
           request.stored = undefined;
           request.payload = undefined;
           if (stored !== true) throw stored;

@@ -15,6 +15,7 @@
  * chunk (`receivedChunk`); one reported with the direct target is `receivedDirect`.
  */
 import * as net from 'node:net';
+import { assert } from '../util/assert';
 import { KiB } from '../util/units';
 
 /** What the connection does with arriving bytes. */
@@ -39,19 +40,17 @@ const stagingReadBytesSmall = 4 * KiB;
 
 export class SocketInput {
   private consumer: InputConsumer | undefined;
-  /** Chunks read before a consumer was attached. */
-  private early: Buffer[] = [];
   private slab = Buffer.allocUnsafeSlow(stagingSlabBytes);
   private slabOffset = 0;
   private lastStaging: Buffer | undefined;
   private lastDirect: Buffer | undefined;
 
-  /** Binds the consumer; reads before that are staged and delivered once it is bound. */
+  /**
+   * Binds the consumer. Call it in the tick that created the socket: Node reports reads only
+   * from a later turn of the event loop, so none can arrive unbound.
+   */
   attach(consumer: InputConsumer): void {
     this.consumer = consumer;
-    const early = this.early;
-    this.early = [];
-    for (const chunk of early) consumer.receivedChunk(chunk);
   }
 
   /** Node's `onread.buffer` hook. */
@@ -75,15 +74,15 @@ export class SocketInput {
 
   /** Node's `onread.callback` hook; never pauses by itself (the connection pauses the socket). */
   readonly onRead = (count: number, buffer: Uint8Array): boolean => {
+    const consumer = this.consumer;
+    assert(consumer !== undefined, 'the consumer is attached before the first read');
     if (buffer === this.lastDirect) {
-      this.consumer?.receivedDirect(count);
+      consumer.receivedDirect(count);
       return true;
     }
-    if (buffer !== this.lastStaging) return true; // not ours: cannot happen, but never misfile bytes
+    assert(buffer === this.lastStaging, 'a read lands in the buffer nextBuffer() handed out');
     this.slabOffset += count;
-    const chunk = this.lastStaging.subarray(0, count);
-    if (this.consumer === undefined) this.early.push(chunk);
-    else this.consumer.receivedChunk(chunk);
+    consumer.receivedChunk(this.lastStaging.subarray(0, count));
     return true;
   };
 }

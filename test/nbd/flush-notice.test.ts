@@ -21,7 +21,7 @@ import { NbdServer } from '../../src/nbd/server';
 import { loadSocketBinding } from '../../src/native/binding';
 import { errnoError, MiB, openStore, spyNative } from '../extent/fixtures/extent-fixtures';
 import { TestResolver } from './helpers/exports';
-import { RawClient, REQUEST_MAGIC } from './helpers/raw-client';
+import { encodeRequest, RawClient } from './helpers/raw-client';
 
 const NBD_CMD_WRITE = 1;
 const NBD_CMD_FLUSH = 3;
@@ -50,14 +50,9 @@ function recording(device: BlockDevice): { device: BlockDevice; sentByPool: numb
   return { device: wrapper, sentByPool };
 }
 
+/** A request header (payload, if any, sent separately). */
 function header(type: number, cookie: number, offset: number, length: number): Buffer {
-  const bytes = Buffer.alloc(28);
-  bytes.writeUInt32BE(REQUEST_MAGIC, 0);
-  bytes.writeUInt16BE(type, 6);
-  bytes.writeBigUInt64BE(BigInt(cookie), 8);
-  bytes.writeBigUInt64BE(BigInt(offset), 16);
-  bytes.writeUInt32BE(length, 24);
-  return bytes;
+  return encodeRequest({ type, cookie: BigInt(cookie), offset, length });
 }
 
 async function serve(t: Test, failSync: boolean): Promise<{ client: RawClient; sentByPool: number[] }> {

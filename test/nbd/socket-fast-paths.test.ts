@@ -30,7 +30,7 @@ import { SeededRandom } from '../../src/util/random';
 import { MiB } from '../../src/util/units';
 import { TestResolver } from './helpers/exports';
 import { eventually } from './helpers/session';
-import { RawClient, REQUEST_MAGIC } from './helpers/raw-client';
+import { encodeRequest, RawClient } from './helpers/raw-client';
 
 const deviceBytes = 64 * MiB;
 const NBD_CMD_READ = 0;
@@ -62,15 +62,9 @@ async function unixServer(t: Test, exported?: BlockDevice): Promise<{ server: Nb
   };
 }
 
+/** A request header (payload, if any, sent separately). */
 function requestHeader(type: number, cookie: number, offset: number, length: number): Buffer {
-  const header = Buffer.alloc(28);
-  header.writeUInt32BE(REQUEST_MAGIC, 0);
-  header.writeUInt16BE(0, 4);
-  header.writeUInt16BE(type, 6);
-  header.writeBigUInt64BE(BigInt(cookie), 8);
-  header.writeBigUInt64BE(BigInt(offset), 16);
-  header.writeUInt32BE(length, 24);
-  return header;
+  return encodeRequest({ type, cookie: BigInt(cookie), offset, length });
 }
 
 function pattern(random: SeededRandom, length: number): Buffer {

@@ -33,6 +33,18 @@ export type Reply =
   | { readonly kind: 'simple'; readonly error: number; readonly cookie: bigint; readonly data: Buffer }
   | { readonly kind: 'structured'; readonly flags: number; readonly type: number; readonly cookie: bigint; readonly payload: Buffer };
 
+/** The bytes of one transmission request: header, then the payload if any. */
+export function encodeRequest(spec: RequestSpec): Buffer {
+  const header = Buffer.alloc(28);
+  header.writeUInt32BE(spec.magic ?? REQUEST_MAGIC, 0);
+  header.writeUInt16BE(spec.flags ?? 0, 4);
+  header.writeUInt16BE(spec.type, 6);
+  header.writeBigUInt64BE(spec.cookie, 8);
+  header.writeBigUInt64BE(BigInt(spec.offset ?? 0), 16);
+  header.writeUInt32BE(spec.length ?? spec.payload?.length ?? 0, 24);
+  return spec.payload === undefined ? header : Buffer.concat([header, spec.payload]);
+}
+
 export class ClosedError extends Error {
   override readonly name = 'ClosedError';
   constructor() {
@@ -222,14 +234,7 @@ export class RawClient {
   // ---- transmission ----
 
   sendRequest(spec: RequestSpec): void {
-    const header = Buffer.alloc(28);
-    header.writeUInt32BE(spec.magic ?? REQUEST_MAGIC, 0);
-    header.writeUInt16BE(spec.flags ?? 0, 4);
-    header.writeUInt16BE(spec.type, 6);
-    header.writeBigUInt64BE(spec.cookie, 8);
-    header.writeBigUInt64BE(BigInt(spec.offset ?? 0), 16);
-    header.writeUInt32BE(spec.length ?? spec.payload?.length ?? 0, 24);
-    this.write(spec.payload === undefined ? header : Buffer.concat([header, spec.payload]));
+    this.write(encodeRequest(spec));
   }
 
   /**
