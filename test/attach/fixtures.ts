@@ -179,7 +179,7 @@ export function harness(t: Test, options: { devices?: number; netlink?: boolean;
   return result;
 }
 
-export async function waitFor(what: string, predicate: () => boolean, timeoutMs = 5000): Promise<void> {
+export async function waitFor(what: string, predicate: () => boolean, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!predicate()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

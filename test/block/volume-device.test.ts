@@ -108,19 +108,16 @@ void t.test('extents merge adjacent descriptors of one kind, across extents too'
   ], 'a trimmed extent merges with the hole before it');
 });
 
-void t.test('extents over a 1 TiB volume return a bounded prefix quickly, and the caller can walk on', async (t) => {
+void t.test('extents over a 1 TiB volume return a bounded prefix (a bounded number of extents visited), and the caller can walk on', async (t) => {
   const store = await openStore(t);
   const device = await VolumeDevice.open({ store, volumeId: 'tib', sizeBytes: TiB, extentBytes: 64 * MiB });
   await device.write(0, pattern(4096, 6));
   await device.write(TiB - 4096, pattern(4096, 7));
-  const started = process.hrtime.bigint();
   const first = await device.extents(0, TiB);
-  const elapsedMs = Number(process.hrtime.bigint() - started) / 1e6;
   const described = first.reduce((sum, extent) => sum + extent.length, 0);
   t.same(first[0], { length: 4096, hole: false, zero: false });
   t.ok(described < TiB, 'a prefix, not the whole volume');
   t.ok(described <= extentsScanExtentsMax * 64 * MiB, `at most ${extentsScanExtentsMax} extents visited`);
-  t.ok(elapsedMs < 1000, `fast (${elapsedMs.toFixed(1)} ms)`);
   let position = described;
   let calls = 1;
   let last = first[first.length - 1]!;

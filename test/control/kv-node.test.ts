@@ -72,9 +72,9 @@ void t.test('malformed client input closes that connection only; an undecodable 
     socket.on('error', () => {});
     socket.resume();
     socket.on('connect', () => socket.write(bytes));
-    const closed = await Promise.race([new Promise<boolean>((resolve) => socket.once('close', () => resolve(true))), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 2000))]);
-    socket.destroy();
-    t.ok(closed, `${name}: the connection is closed`);
+    // A connection left open would hang here until tap's timeout fails the test.
+    await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    t.pass(`${name}: the connection is closed by the node`);
   };
   const header = Buffer.alloc(8);
   header.writeUInt32BE(0x7fffffff, 0);

@@ -106,7 +106,7 @@ void t.test('DISC finishes in-flight requests, then closes; nothing after DISC i
   t.notOk(client.ended, 'still open while requests run');
   gated.releaseAll();
   t.same([(await client.simpleReply()).cookie, (await client.simpleReply()).cookie], [1n, 2n]);
-  t.ok(await client.waitEnded(2000), 'closed after the replies');
+  t.ok(await client.waitEnded(10_000), 'closed after the replies');
   await eventually(() => server.connectionCount === 0);
   t.equal(gated.pending.length, 0, 'the WRITE after DISC never ran');
   t.equal(resolver.releases, resolver.opens);
@@ -125,7 +125,7 @@ void t.test('close() finishes in-flight requests, then closes connections and re
   gated.release();
   t.equal((await client.simpleReply()).error, 0, 'the in-flight request completed normally');
   await closing;
-  t.ok(await client.waitEnded(1000));
+  t.ok(await client.waitEnded(10_000));
   t.equal(resolver.releases, resolver.opens);
 });
 
@@ -143,7 +143,7 @@ void t.test('at the shutdown deadline in-flight requests get ESHUTDOWN; the hand
   const errors = [first, second].map((reply) => (reply.kind === 'simple' ? reply.error : reply.payload.readUInt32BE(0)));
   t.same(errors, [NbdErrno.ESHUTDOWN, NbdErrno.ESHUTDOWN]);
   t.equal(second.kind, 'structured', 'the READ error is a structured chunk');
-  t.ok(await client.waitEnded(1000), 'disconnected after the deadline');
+  t.ok(await client.waitEnded(10_000), 'disconnected after the deadline');
   await new Promise((resolve) => setTimeout(resolve, 30));
   t.notOk(closed, 'close waits until the device calls settle');
   t.equal(resolver.releases, 0);
@@ -165,9 +165,9 @@ void t.test('close() does not wait forever for a client that stopped reading its
   await aborted.startHandshake();
   aborted.stream.pause();
   aborted.sendOption(2);
-  const started = Date.now();
+  // Neither client reads, so without the shutdown deadline close() would never resolve (tap's
+  // per-test timeout would fail the test).
   await server.close();
-  t.ok(Date.now() - started < 2000, `closed in ${Date.now() - started} ms`);
   t.equal(server.connectionCount, 0);
   t.equal(resolver.releases, resolver.opens);
 });
@@ -208,7 +208,7 @@ void t.test('a client that half-closes still gets replies to everything it sent'
   client.end();
   t.equal((await client.simpleReply()).cookie, 1n);
   t.same((await client.simpleReply(512)).data, Buffer.alloc(512, 4));
-  t.ok(await client.waitEnded(1000));
+  t.ok(await client.waitEnded(10_000));
   await eventually(() => server.connectionCount === 0);
 });
 
@@ -219,7 +219,7 @@ void t.test('the connection bound refuses extra streams at once', async (t) => {
   const c = connect();
   await a.readGreeting();
   await b.readGreeting();
-  t.ok(await c.waitEnded(1000), 'the third is refused');
+  t.ok(await c.waitEnded(10_000), 'the third is refused');
   t.equal(server.connectionCount, 2);
 });
 
@@ -263,12 +263,12 @@ void t.test('TCP (with TCP_NODELAY) and Unix listeners serve clients and close c
     t.equal(await client.writeSimple(1n, 0, Buffer.alloc(1024, 1)), 0);
     t.same(await client.readSimple(2n, 0, 1024), Buffer.alloc(1024, 1));
     client.sendRequest({ type: DISC, cookie: 3n });
-    t.ok(await client.waitEnded(2000), 'DISC closes the socket');
+    t.ok(await client.waitEnded(10_000), 'DISC closes the socket');
   }
   const lingering = new RawClient(net.connect({ path: socketPath }));
   await lingering.negotiate({});
   await server.close();
-  t.ok(await lingering.waitEnded(1000), 'close() ends idle connections');
+  t.ok(await lingering.waitEnded(10_000), 'close() ends idle connections');
   await t.rejects(new Promise((resolve, reject) => {
     const socket = net.connect({ host: '127.0.0.1', port: address.port });
     socket.on('connect', () => { socket.destroy(); resolve(undefined); });

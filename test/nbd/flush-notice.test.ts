@@ -27,14 +27,25 @@ const NBD_CMD_WRITE = 1;
 const NBD_CMD_FLUSH = 3;
 const NBD_EIO = 5;
 
-/** Delegates to a device and records the notice outcome of every flush. */
-function recording(device: BlockDevice): { device: BlockDevice; sentByPool: number[] } {
+/** Resolves once `condition` holds (polled); the test's timeout catches it never holding. */
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 2));
+}
+
+/**
+ * Delegates to a device and records the notice outcome of every flush. A write to offset 0 waits
+ * for `holdWriteAtZero` (when given): a request deterministically still in flight.
+ */
+function recording(device: BlockDevice, holdWriteAtZero?: Promise<void>): { device: BlockDevice; sentByPool: number[] } {
   const sentByPool: number[] = [];
   const wrapper: BlockDevice = {
     sizeBytes: device.sizeBytes,
     capabilities: device.capabilities,
     read: (offset, target) => device.read(offset, target),
-    write: (offset, source, flags) => device.write(offset, source, flags),
+    write: async (offset, source, flags) => {
+      if (offset === 0 && holdWriteAtZero !== undefined) await holdWriteAtZero;
+      return device.write(offset, source, flags);
+    },
     flush: async (notice?: FlushNotice) => {
       try {
         await device.flush(notice);
@@ -55,7 +66,7 @@ function header(type: number, cookie: number, offset: number, length: number): B
   return encodeRequest({ type, cookie: BigInt(cookie), offset, length });
 }
 
-async function serve(t: Test, failSync: boolean): Promise<{ client: RawClient; sentByPool: number[] }> {
+async function serve(t: Test, failSync: boolean, holdWriteAtZero?: Promise<void>): Promise<{ client: RawClient; sentByPool: number[] }> {
   const { native } = spyNative(failSync ? {
     syncMany: async (data, metadata, notice) => {
       await spyNative().native.syncMany(data, metadata); // the real sync, never the notice
@@ -65,7 +76,7 @@ async function serve(t: Test, failSync: boolean): Promise<{ client: RawClient; s
   } : {});
   const store = await openStore(t, { native, onWarning: () => undefined });
   const volume = await VolumeDevice.open({ store, volumeId: 'notice', sizeBytes: 8 * MiB, extentBytes: MiB });
-  const { device, sentByPool } = recording(volume);
+  const { device, sentByPool } = recording(volume, holdWriteAtZero);
   const server = new NbdServer({ socketCalls: loadSocketBinding(), resolver: new TestResolver(new Map([['disk', { device }]]), 'disk') });
   const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-notice-'));
   const socketPath = path.join(directory, 'nbd.sock');
@@ -93,19 +104,24 @@ t.test('a lone FLUSH after a write is answered by the syncing thread, once, inta
     t.same([flushed.error, flushed.cookie], [0, BigInt(round * 2 + 1)], `flush ${round} answered with its cookie`);
   }
   // The client can hear before the event loop has seen the flush finish: let it catch up.
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  await until(() => sentByPool.length === 20);
   t.equal(sentByPool[0], 0, 'the first flush also syncs the new extent file\'s directory: answered on the event loop');
   t.same(sentByPool.slice(1), Array.from({ length: 19 }, () => 16), 'every later reply was sent whole by the thread that synced');
   t.equal(client.bufferedBytes, 0, 'and nothing else arrived (no second reply)');
 });
 
 t.test('a FLUSH with other requests in flight is answered on the event loop, after them or not, exactly once', async (t) => {
-  const { client, sentByPool } = await serve(t, false);
+  let release = (): void => undefined;
+  const held = new Promise<void>((resolve) => { release = resolve; });
+  const { client, sentByPool } = await serve(t, false, held);
   client.write(Buffer.concat([
     header(NBD_CMD_WRITE, 1, 0, 65536), Buffer.alloc(65536, 1),
     header(NBD_CMD_FLUSH, 2, 0, 0),
     header(NBD_CMD_WRITE, 3, 65536, 65536), Buffer.alloc(65536, 3),
   ]));
+  // The write at offset 0 is held, so it is in flight whenever the FLUSH arrives.
+  await until(() => sentByPool.length === 1);
+  release();
   const cookies = [];
   for (let i = 0; i < 3; i++) {
     const reply = await client.simpleReply();

@@ -17,7 +17,7 @@ function infoOf(replies: Array<{ type: number; data: Buffer }>, infoType: number
 }
 
 async function expectClosed(t: { ok: (value: unknown, message: string) => unknown }, client: RawClient, what: string): Promise<void> {
-  t.ok(await client.waitEnded(2000), `server hung up: ${what}`);
+  t.ok(await client.waitEnded(10_000), `server hung up: ${what}`);
 }
 
 void t.test('the greeting advertises fixed newstyle and no zeroes', async (t) => {

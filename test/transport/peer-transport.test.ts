@@ -52,7 +52,7 @@ async function startNode(t: Test, options: Partial<PeerTransportOptions> & Pick<
   return { transport, received, unreachable, logs };
 }
 
-async function until(what: string, condition: () => boolean, timeoutMs = 5000): Promise<void> {
+async function until(what: string, condition: () => boolean, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -169,8 +169,8 @@ void t.test('garbage, oversized headers and forged messages close that connectio
   for (const [name, misbehave] of cases) {
     const socket = rawSocket(t, port);
     socket.on('connect', () => misbehave(socket));
-    const closed = await Promise.race([socket.gone.then(() => true), sleep(2000).then(() => false)]);
-    t.ok(closed, `${name}: the connection is closed`);
+    await socket.gone; // a connection left open would hang here until tap's timeout fails the test
+    t.pass(`${name}: the connection is closed`);
     const before = b.received.length;
     await sendUntilDelivered(a, b, heartbeat(1, 2, 100 + before));
     t.ok(b.received.length > before, `${name}: the real peer still gets through`);
@@ -186,13 +186,11 @@ void t.test('a connection that never says hello is closed after the handshake ti
   const second = rawSocket(t, port);
   await until('two inbound connections', () => node.transport.stats().inboundConnections === 2);
   const third = rawSocket(t, port);
-  const thirdClosed = await Promise.race([third.gone.then(() => true), sleep(150).then(() => false)]);
-  t.ok(thirdClosed, 'a connection past the bound is closed at once');
-  t.ok(node.logs.some((l) => /too many inbound connections/.test(l)), 'and logged');
-  const started = Date.now();
+  await third.gone;
+  t.ok(node.logs.some((l) => /too many inbound connections/.test(l)), 'a connection past the bound is closed for being past it');
   await silent.gone;
   await second.gone;
-  t.ok(Date.now() - started < 1500, 'silent connections are closed after the handshake timeout');
+  t.equal(node.logs.filter((l) => /no hello within the handshake timeout/.test(l)).length, 2, 'both silent connections are closed by the handshake timeout');
 });
 
 void t.test('a peer that stops reading costs bounded memory: messages are dropped and reported unreachable', async (t) => {

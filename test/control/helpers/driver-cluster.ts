@@ -97,7 +97,7 @@ export class DriverCluster {
   }
 
   /** The one running node that leads (and is not cut off), waiting up to `timeoutMs`. */
-  async leader(timeoutMs = 5000, except?: number): Promise<ClusterNode> {
+  async leader(timeoutMs = 15_000, except?: number): Promise<ClusterNode> {
     let found: ClusterNode | undefined;
     await waitFor('a leader', () => {
       const leaders = [...this.nodes.values()].filter((node) => node.running && node.id !== except && node.driver.leader.isLeader);
@@ -117,7 +117,7 @@ export class DriverCluster {
   }
 }
 
-export async function waitFor(what: string, condition: () => boolean, timeoutMs = 5000): Promise<void> {
+export async function waitFor(what: string, condition: () => boolean, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);

@@ -121,7 +121,7 @@ export class GatedDevice implements BlockDevice {
   }
 
   /** Resolves once `count` calls are waiting. */
-  async waitForPending(count: number, timeoutMs = 5000): Promise<void> {
+  async waitForPending(count: number, timeoutMs = 15_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (this.pending.length < count) {
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${count} pending calls (have ${this.pending.length})`);

@@ -104,7 +104,7 @@ export class RawClient {
   }
 
   /** Reads exactly `count` bytes; rejects with ClosedError if the server ends first. */
-  async read(count: number, timeoutMs = 5000): Promise<Buffer> {
+  async read(count: number, timeoutMs = 15_000): Promise<Buffer> {
     const deadline = Date.now() + timeoutMs;
     while (this.buffered.length < count) {
       if (this.endedValue) throw new ClosedError();
@@ -124,7 +124,7 @@ export class RawClient {
   }
 
   /** Resolves true if the server closes (or ends) within the timeout, without reading data. */
-  async waitEnded(timeoutMs = 5000): Promise<boolean> {
+  async waitEnded(timeoutMs = 15_000): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     while (!this.endedValue) {
       const left = deadline - Date.now();

@@ -52,7 +52,7 @@ export function session(t: Teardown, options: { extra?: Record<string, TestExpor
 }
 
 /** Waits until `condition` holds (polling), or fails after the timeout. */
-export async function eventually(condition: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
+export async function eventually(condition: () => boolean, timeoutMs = 15_000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
