@@ -6,7 +6,11 @@
  * in the machine and the writeback of earlier runs affect all three alike. Prints IOPS, MB/s, p50/p99
  * latency and the ratio Cairn/nbdkit per job, and writes the table as JSON.
  *
- *   npm run bench -- nbd [--runtime 10] [--size 1GiB] [--out bench/results/nbd.json] [--only cairn,nbdkit]
+ * With --floor, a fourth server runs too: the Node floor (nbd-floor-server.ts), the least a Node
+ * NBD server can do per request. The table then adds floor/nbdkit: on latency-bound jobs it is
+ * the best ratio any Node server reaches on this machine.
+ *
+ *   npm run bench -- nbd [--runtime 10] [--size 1GiB] [--out bench/results/nbd.json] [--only cairn,nbdkit] [--floor] [--jobs a,b]
  */
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync, openSync, ftruncateSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -48,6 +52,7 @@ export async function runNbdBench(argv: string[]): Promise<void> {
     if (want('cairn')) servers.push(await startCairn(root, sizeBytes));
     if (want('nbdkit')) servers.push(await startNbdkit(root, sizeBytes));
     if (want('qemu-nbd')) servers.push(await startQemuNbd(root, sizeBytes));
+    if (argv.includes('--floor')) servers.push(await startFloor(root, sizeBytes));
 
     const jobs: Job[] = [];
     const onlyJobs = option(argv, 'jobs')?.split(',');
@@ -110,6 +115,14 @@ async function startNbdkit(root: string, sizeBytes: number): Promise<{ server: S
   return { server, uri: `nbd+unix:///?socket=${socket}` };
 }
 
+async function startFloor(root: string, sizeBytes: number): Promise<{ server: Server; uri: string }> {
+  const image = makeImage(root, 'floor.img', sizeBytes);
+  const socket = join(root, 'floor.sock');
+  const server = startServer('floor', process.execPath, [join(__dirname, 'nbd-floor-server.js'), socket, image]);
+  await waitForSocket(socket);
+  return { server, uri: `nbd+unix:///?socket=${socket}` };
+}
+
 async function startQemuNbd(root: string, sizeBytes: number): Promise<{ server: Server; uri: string }> {
   const image = makeImage(root, 'qemu.img', sizeBytes);
   const socket = join(root, 'qemu-nbd.sock');
@@ -139,16 +152,20 @@ async function runFio(root: string, job: Job, serverName: string, uri: string, s
 
 function formatResults(jobs: readonly Job[], results: readonly Result[]): string {
   const servers = [...new Set(results.map((r) => r.server))];
-  const header = ['job', ...servers.flatMap((s) => [`${s} IOPS`, `${s} MB/s`, `${s} p50/p99 us`]), 'cairn/nbdkit'];
+  const withFloor = servers.includes('floor');
+  const header = ['job', ...servers.flatMap((s) => [`${s} IOPS`, `${s} MB/s`, `${s} p50/p99 us`]), 'cairn/nbdkit', ...(withFloor ? ['floor/nbdkit'] : [])];
   const rows = jobs.map((job) => {
     const cells = [job.name];
     for (const server of servers) {
       const r = results.find((x) => x.job === job.name && x.server === server);
       cells.push(r ? r.iops.toFixed(0) : '-', r ? r.mbps.toFixed(1) : '-', r ? `${r.p50us.toFixed(0)}/${r.p99us.toFixed(0)}` : '-');
     }
-    const cairn = results.find((x) => x.job === job.name && x.server === 'cairn');
     const nbdkit = results.find((x) => x.job === job.name && x.server === 'nbdkit');
-    cells.push(cairn && nbdkit && nbdkit.iops > 0 ? (cairn.iops / nbdkit.iops).toFixed(2) : '-');
+    const ratio = (server: string): string => {
+      const r = results.find((x) => x.job === job.name && x.server === server);
+      return r && nbdkit && nbdkit.iops > 0 ? (r.iops / nbdkit.iops).toFixed(2) : '-';
+    };
+    cells.push(ratio('cairn'), ...(withFloor ? [ratio('floor')] : []));
     return cells;
   });
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
