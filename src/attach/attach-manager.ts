@@ -55,8 +55,10 @@ export interface AttachableVolume {
 export interface AttachVolumeSource {
   byName(name: string): AttachableVolume | undefined;
   byId(id: string): AttachableVolume | undefined;
-  /** An export handle on the volume; the caller releases it exactly once. */
+  /** An export handle for one connection to the volume; the caller releases it exactly once. */
   open(name: string): Promise<NbdExportHandle | undefined>;
+  /** A handle that keeps the volume open between connections (not counted as one); released once. */
+  anchor(name: string): Promise<NbdExportHandle | undefined>;
 }
 
 export interface AttachManagerOptions {
@@ -175,7 +177,7 @@ export class AttachManager {
     }
     // Nothing has changed yet: a kernel without NBD fails here.
     const method = await this.chooseMethod(request.method ?? 'auto');
-    const anchor = await this.volumes.open(volume.name);
+    const anchor = await this.volumes.anchor(volume.name);
     if (anchor === undefined) throw new CairnError('CAIRN_VOLUME_NOT_FOUND', `volume '${name}' is not ready`);
     let live: LiveAttachment | undefined;
     try {
@@ -351,7 +353,7 @@ export class AttachManager {
       this.logger.warn('dropped the record of an attach that never completed', { volume: record.volumeName });
       return;
     }
-    const anchor = await this.volumes.open(volume.name);
+    const anchor = await this.volumes.anchor(volume.name);
     if (anchor === undefined) throw new CairnError('CAIRN_VOLUME_NOT_FOUND', `volume '${volume.name}' is not ready`);
     live.anchor = anchor;
     if (found !== undefined) {

@@ -227,6 +227,7 @@ export class Daemon {
         return volume?.id === id ? ready(volume) : undefined;
       },
       open: (name) => registry.open(name),
+      anchor: (name) => registry.anchor(name),
     };
   }
 

@@ -2,10 +2,12 @@
  * VolumeRegistry: the volumes this node serves. It opens one VolumeDevice per volume, shared by
  * every NBD connection to it (so a FLUSH on one connection covers writes acknowledged on all of
  * them: CAN_MULTI_CONN), counts the connections, and closes a device when the last one goes.
- * It is the NBD server's ExportResolver.
+ * It is the NBD server's ExportResolver. A kernel attachment also holds an anchor: a handle that
+ * keeps the device open between its connections but is not itself a connection.
  *
  * Invariants: at most one open device per volume id; a device is closed only with no handle
- * outstanding; `isInUse` is true from `open` until the handle's release.
+ * outstanding (connections and anchors); `isInUse` is true from `open` until the handle's
+ * release; `connections` counts NBD connections only, never anchors.
  */
 import type { BlockDevice } from '../block/block-device';
 import { VolumeDevice } from '../block/volume-device';
@@ -22,7 +24,10 @@ import { extentVolumeId } from './identity';
 interface OpenVolume {
   readonly volumeId: string;
   readonly device: VolumeDevice;
+  /** Every outstanding handle: connections and anchors. */
   handles: number;
+  /** Of `handles`, the anchors (see `anchor`). */
+  anchors: number;
   /** The route table the device reads (replaced in place when the volume grows). */
   placement: { stores: ExtentStore[]; route: Uint16Array };
 }
@@ -47,13 +52,27 @@ export class VolumeRegistry implements ExportResolver {
       .map((volume) => ({ name: volume.name, description: `cairn volume ${volume.name} (${formatBytes(volume.sizeBytes)})` }));
   }
 
-  async open(name: string): Promise<NbdExportHandle | undefined> {
+  /** A handle for one NBD connection to the volume (the export resolver's call). */
+  open(name: string): Promise<NbdExportHandle | undefined> {
+    return this.handleFor(name, false);
+  }
+
+  /**
+   * A handle that keeps the volume's device open without being a connection: what a kernel
+   * attachment holds while its sockets come and go. Not counted by `connections`.
+   */
+  anchor(name: string): Promise<NbdExportHandle | undefined> {
+    return this.handleFor(name, true);
+  }
+
+  private async handleFor(name: string, anchor: boolean): Promise<NbdExportHandle | undefined> {
     if (this.closed) throw new CairnError('CAIRN_SHUTTING_DOWN', 'cairnd is shutting down');
     const lookup = name === '' ? this.defaultExport() : name;
     if (lookup === '') return undefined;
     const volume = this.meta.map.getVolume(lookup);
     if (!volume || volume.state !== 'ready' || volume.id === lookup) return undefined;
     const entry = await this.acquire(volume);
+    if (anchor) entry.anchors += 1;
     let released = false;
     return {
       name: volume.name,
@@ -63,6 +82,7 @@ export class VolumeRegistry implements ExportResolver {
       release: () => {
         assert(!released, 'an export handle is released once');
         released = true;
+        if (anchor) entry.anchors -= 1;
         this.releaseEntry(entry);
       },
     };
@@ -70,17 +90,18 @@ export class VolumeRegistry implements ExportResolver {
 
   /** NBD connections open to the volume on this node. */
   connections(volumeId: string): number {
-    return this.open_.get(volumeId)?.handles ?? 0;
+    const entry = this.open_.get(volumeId);
+    return entry === undefined ? 0 : entry.handles - entry.anchors;
   }
 
   totalConnections(): number {
     let total = 0;
-    for (const entry of this.open_.values()) total += entry.handles;
+    for (const entry of this.open_.values()) total += entry.handles - entry.anchors;
     return total;
   }
 
   isInUse(volumeId: string): boolean {
-    return this.connections(volumeId) > 0 || this.opening.has(volumeId);
+    return (this.open_.get(volumeId)?.handles ?? 0) > 0 || this.opening.has(volumeId);
   }
 
   /** The open device of a volume, if any connection holds it (resize updates it in place). */
@@ -131,7 +152,7 @@ export class VolumeRegistry implements ExportResolver {
         routeExtent: (index) => placement.route[index] ?? 0,
       })
         .then((device) => {
-          const entry: OpenVolume = { volumeId: volume.id, device, handles: 0, placement };
+          const entry: OpenVolume = { volumeId: volume.id, device, handles: 0, anchors: 0, placement };
           this.open_.set(volume.id, entry);
           this.logger.debug('volume opened', { volume: volume.name });
           return entry;

@@ -62,6 +62,7 @@ void t.test('attach hands the kernel one socket per connection over netlink and 
   const records = JSON.parse(readFileSync(join(h.dataDir, 'attachments.json'), 'utf8')) as { attachments: Array<{ state: string; index: number }> };
   t.same(records.attachments.map((record) => [record.state, record.index]), [['attached', 0]], 'the attachment is recorded');
   t.equal(h.volumes.outstanding, 3, 'the anchor and one handle per socket are open');
+  t.equal(h.volumes.anchorsHeld, 1, 'one of them is the anchor, taken as an anchor (not counted as a connection)');
   t.same(h.manager.viewsOf('vol-a').map((view) => view.device), ['/dev/nbd0']);
   t.equal(h.manager.deviceOf('vol-a'), '/dev/nbd0');
 });

@@ -93,8 +93,18 @@ export class TestVolumes implements AttachVolumeSource {
     return entry.volume;
   }
 
+  /** Anchors held now (also counted in `outstanding`). */
+  anchorsHeld = 0;
+
   get outstanding(): number {
     return this.opens - this.releases;
+  }
+
+  async anchor(name: string): Promise<NbdExportHandle | undefined> {
+    const handle = await this.open(name);
+    if (handle === undefined) return undefined;
+    this.anchorsHeld += 1;
+    return { ...handle, release: () => { handle.release(); this.anchorsHeld -= 1; } };
   }
 
   byName(name: string): AttachableVolume | undefined {
