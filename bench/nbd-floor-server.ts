@@ -8,8 +8,9 @@
  * Node's event loop, a socket read and a socket write around the same system calls nbdkit makes.
  * If Cairn / nbdkit on a job is close to floor / nbdkit, the remaining gap is Node's, not Cairn's.
  *
- *   node dist/bench/nbd-floor-server.js SOCKET_PATH IMAGE_FILE
+ *   node dist/bench/nbd-floor-server.js SOCKET_PATH IMAGE_FILE [PROCESSES]
  */
+import cluster from 'node:cluster';
 import { closeSync, fdatasyncSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import {
@@ -109,10 +110,21 @@ function serve(socket: Socket, fd: number, sizeBytes: number): void {
 }
 
 function main(): void {
-  const [socketPath, image] = process.argv.slice(2);
-  if (socketPath === undefined || image === undefined) {
-    process.stderr.write('usage: nbd-floor-server SOCKET_PATH IMAGE_FILE\n');
+  const [socketPath, image, processesText] = process.argv.slice(2);
+  const processes = Number(processesText ?? '1');
+  if (socketPath === undefined || image === undefined || !Number.isInteger(processes) || processes < 1 || processes > 64) {
+    process.stderr.write('usage: nbd-floor-server SOCKET_PATH IMAGE_FILE [PROCESSES]\n');
     process.exit(2);
+  }
+  if (processes > 1 && cluster.isPrimary) {
+    // One process per connection slot (node:cluster hands each accepted connection to a worker):
+    // the floor for jobs with several connections, as nbdkit serves them on several threads.
+    const workers = Array.from({ length: processes }, () => cluster.fork());
+    process.once('SIGTERM', () => {
+      for (const worker of workers) worker.process.kill('SIGTERM');
+      process.exit(0);
+    });
+    return;
   }
   const fd = openSync(image, 'r+');
   const sizeBytes = fstatSync(fd).size;

@@ -30,6 +30,8 @@ const baseJobs: Array<Omit<Job, 'connections' | 'name'> & { label: string }> = [
   { label: 'write-4k-qd1-flush', rw: 'randwrite', bs: '4k', iodepth: 1, fsync: true },
 ];
 
+const connectionCounts = [1, 4];
+
 function option(argv: string[], name: string): string | undefined {
   const index = argv.indexOf(`--${name}`);
   return index >= 0 ? argv[index + 1] : undefined;
@@ -56,7 +58,7 @@ export async function runNbdBench(argv: string[]): Promise<void> {
 
     const jobs: Job[] = [];
     const onlyJobs = option(argv, 'jobs')?.split(',');
-    for (const connections of [1, 4]) for (const base of baseJobs) jobs.push({ ...base, name: `${base.label}-c${connections}`, connections });
+    for (const connections of connectionCounts) for (const base of baseJobs) jobs.push({ ...base, name: `${base.label}-c${connections}`, connections });
     if (onlyJobs) {
       const unknown = onlyJobs.filter((name) => !jobs.some((job) => job.name === name));
       if (unknown.length > 0) throw new Error(`unknown job(s) ${unknown.join(', ')}; jobs are ${jobs.map((job) => job.name).join(', ')}`);
@@ -118,7 +120,9 @@ async function startNbdkit(root: string, sizeBytes: number): Promise<{ server: S
 async function startFloor(root: string, sizeBytes: number): Promise<{ server: Server; uri: string }> {
   const image = makeImage(root, 'floor.img', sizeBytes);
   const socket = join(root, 'floor.sock');
-  const server = startServer('floor', process.execPath, [join(__dirname, 'nbd-floor-server.js'), socket, image]);
+  // One process per connection of the largest job, so several connections are served in parallel.
+  const processes = Math.max(...connectionCounts);
+  const server = startServer('floor', process.execPath, [join(__dirname, 'nbd-floor-server.js'), socket, image, String(processes)]);
   await waitForSocket(socket);
   return { server, uri: `nbd+unix:///?socket=${socket}` };
 }
