@@ -223,8 +223,8 @@ t.test('clients vanishing mid-payload or mid-reply leave the server serving and 
   await device.read(0, stored);
   t.ok(stored.equals(Buffer.alloc(8)), 'the abandoned partial write stored nothing');
   survivor.destroy();
-  await eventually(() => server.connectionCount === 0, 5000, 'connections to close');
-  await eventually(() => openDescriptors() <= before, 5000, 'descriptors to be closed');
+  await eventually(() => server.connectionCount === 0, 15_000, 'connections to close');
+  await eventually(() => openDescriptors() <= before, 15_000, 'descriptors to be closed');
   t.ok(openDescriptors() <= before, 'no descriptor leaked');
 });
 
