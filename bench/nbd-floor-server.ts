@@ -14,7 +14,7 @@ import cluster from 'node:cluster';
 import { closeSync, fdatasyncSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import {
-  Command, HandshakeFlag, Option, OptionReply, optionReplyMagicHigh, optionReplyMagicLow, requestMagic, simpleReplyMagic, TransmissionFlag,
+  ClientFlag, Command, HandshakeFlag, Option, OptionReply, optionReplyMagicHigh, optionReplyMagicLow, requestMagic, simpleReplyMagic, TransmissionFlag,
 } from '../src/nbd/protocol';
 import { MiB } from '../src/util/units';
 
@@ -41,12 +41,14 @@ function serve(socket: Socket, fd: number, sizeBytes: number): void {
   socket.write(greeting);
   let pending: Buffer = Buffer.alloc(0);
   let phase: 'flags' | 'options' | 'transmission' = 'flags';
+  let noZeroes = false;
   const fail = (): void => { socket.destroy(); };
   socket.on('data', (chunk: Buffer) => {
     pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
     for (;;) {
       if (phase === 'flags') {
         if (pending.length < 4) return;
+        noZeroes = (pending.readUInt32BE(0) & ClientFlag.NO_ZEROES) !== 0;
         pending = pending.subarray(4);
         phase = 'options';
       } else if (phase === 'options') {
@@ -64,7 +66,7 @@ function serve(socket: Socket, fd: number, sizeBytes: number): void {
           socket.write(optionReply(option, OptionReply.ACK));
           phase = 'transmission';
         } else if (option === Option.EXPORT_NAME) {
-          const reply = Buffer.alloc(10);
+          const reply = Buffer.alloc(noZeroes ? 10 : 10 + 124); // 124 reserved zero bytes unless NO_ZEROES
           reply.writeBigUInt64BE(BigInt(sizeBytes), 0);
           reply.writeUInt16BE(transmissionFlags, 8);
           socket.write(reply);

@@ -71,8 +71,7 @@ export class VolumeRegistry implements ExportResolver {
     if (lookup === '') return undefined;
     const volume = this.meta.map.getVolume(lookup);
     if (!volume || volume.state !== 'ready' || volume.id === lookup) return undefined;
-    const entry = await this.acquire(volume);
-    if (anchor) entry.anchors += 1;
+    const entry = await this.acquire(volume, anchor);
     let released = false;
     return {
       name: volume.name,
@@ -137,10 +136,12 @@ export class VolumeRegistry implements ExportResolver {
     await this.flushAll();
   }
 
-  private async acquire(volume: VolumeRecord): Promise<OpenVolume> {
+  /** Takes a handle (an anchor when `anchor`) on the volume's open device, opening it if needed. */
+  private async acquire(volume: VolumeRecord, anchor: boolean): Promise<OpenVolume> {
     const existing = this.open_.get(volume.id);
     if (existing) {
       existing.handles += 1;
+      if (anchor) existing.anchors += 1;
       return existing;
     }
     let pending = this.opening.get(volume.id);
@@ -162,6 +163,7 @@ export class VolumeRegistry implements ExportResolver {
     }
     const entry = await pending;
     entry.handles += 1;
+    if (anchor) entry.anchors += 1;
     return entry;
   }
 

@@ -12,7 +12,7 @@ import t from 'tap';
 import { MemoryDevice } from '../../src/block/memory-device';
 import { NbdErrno } from '../../src/errors/cairn-error';
 import { Command, CommandFlag, TransmissionFlag } from '../../src/nbd/protocol';
-import { serveTransmission } from '../../src/nbd/server';
+import { serveTransmission, shutdownDeadlineMsDefault } from '../../src/nbd/server';
 import { transmissionFlagsFor } from '../../src/nbd/validate';
 import { duplexPair } from './helpers/duplex-pair';
 import { GatedDevice, TestResolver } from './helpers/exports';
@@ -137,13 +137,15 @@ void t.test('at the shutdown deadline in-flight requests get ESHUTDOWN; the hand
   client.sendRequest({ type: READ, cookie: 2n, offset: 0, length: 4096 });
   await gated.waitForPending(2);
   let closed = false;
+  const closeCalled = Date.now();
   const closing = server.close().then(() => { closed = true; });
   const first = await client.readReply();
   const second = await client.readReply();
   const errors = [first, second].map((reply) => (reply.kind === 'simple' ? reply.error : reply.payload.readUInt32BE(0)));
   t.same(errors, [NbdErrno.ESHUTDOWN, NbdErrno.ESHUTDOWN]);
   t.equal(second.kind, 'structured', 'the READ error is a structured chunk');
-  t.ok(await client.waitEnded(10_000), 'disconnected after the deadline');
+  t.ok(await client.waitEnded(), 'disconnected after the deadline');
+  t.ok(Date.now() - closeCalled < shutdownDeadlineMsDefault / 4, 'the configured 100 ms deadline, not the 10 s default');
   await new Promise((resolve) => setTimeout(resolve, 30));
   t.notOk(closed, 'close waits until the device calls settle');
   t.equal(resolver.releases, 0);
@@ -165,9 +167,11 @@ void t.test('close() does not wait forever for a client that stopped reading its
   await aborted.startHandshake();
   aborted.stream.pause();
   aborted.sendOption(2);
-  // Neither client reads, so without the shutdown deadline close() would never resolve (tap's
-  // per-test timeout would fail the test).
+  // Neither client reads, so close() resolves only through the shutdown deadline: the configured
+  // 100 ms, not the 10 s default (the bound is 25x the deadline, far from any scheduling noise).
+  const started = Date.now();
   await server.close();
+  t.ok(Date.now() - started < shutdownDeadlineMsDefault / 4, 'closed by the configured deadline, not the default');
   t.equal(server.connectionCount, 0);
   t.equal(resolver.releases, resolver.opens);
 });

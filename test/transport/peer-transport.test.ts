@@ -16,6 +16,7 @@ import { decodePeerHello, encodePeerHello, encodeRaftMessage } from '../../src/w
 import { peerFrameType, peerFrameVersion } from '../../src/transport/peer-link';
 import { PeerTransport, type PeerTransportOptions } from '../../src/transport/peer-transport';
 import { freePort } from '../helpers/ports';
+import { peerHandshakeTimeoutMs } from '../../src/limits';
 
 const host = '127.0.0.1';
 
@@ -188,9 +189,12 @@ void t.test('a connection that never says hello is closed after the handshake ti
   const third = rawSocket(t, port);
   await third.gone;
   t.ok(node.logs.some((l) => /too many inbound connections/.test(l)), 'a connection past the bound is closed for being past it');
+  const started = Date.now();
   await silent.gone;
   await second.gone;
   t.equal(node.logs.filter((l) => /no hello within the handshake timeout/.test(l)).length, 2, 'both silent connections are closed by the handshake timeout');
+  // 200 ms configured; the default is 5 s. The bound tells them apart with a 12x margin.
+  t.ok(Date.now() - started < peerHandshakeTimeoutMs / 2, 'the configured timeout, not the default');
 });
 
 void t.test('a peer that stops reading costs bounded memory: messages are dropped and reported unreachable', async (t) => {
