@@ -43,20 +43,38 @@ function serve(socket: Socket, fd: number, sizeBytes: number): void {
   let phase: 'flags' | 'options' | 'transmission' = 'flags';
   let noZeroes = false;
   const fail = (): void => { socket.destroy(); };
+  // Chunks of a request still incomplete wait in `waiting` and are joined once, when `needed`
+  // bytes are there (joining at every chunk would copy a 1 MiB WRITE ~8 times).
+  const waiting: Buffer[] = [];
+  let waitingBytes = 0;
+  let needed = 0;
   socket.on('data', (chunk: Buffer) => {
-    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+    if (waitingBytes + chunk.length < needed) {
+      waiting.push(chunk);
+      waitingBytes += chunk.length;
+      return;
+    }
+    pending = waiting.length === 0 ? chunk : Buffer.concat([...waiting, chunk]);
+    waiting.length = 0;
+    waitingBytes = 0;
+    needed = 0;
+    const wait = (bytes: number): void => {
+      needed = bytes;
+      waiting.push(pending);
+      waitingBytes = pending.length;
+    };
     for (;;) {
       if (phase === 'flags') {
-        if (pending.length < 4) return;
+        if (pending.length < 4) return wait(4);
         noZeroes = (pending.readUInt32BE(0) & ClientFlag.NO_ZEROES) !== 0;
         pending = pending.subarray(4);
         phase = 'options';
       } else if (phase === 'options') {
-        if (pending.length < 16) return;
+        if (pending.length < 16) return wait(16);
         const option = pending.readUInt32BE(8);
         const length = pending.readUInt32BE(12);
         if (length > optionBytesMax) return fail();
-        if (pending.length < 16 + length) return;
+        if (pending.length < 16 + length) return wait(16 + length);
         pending = pending.subarray(16 + length);
         if (option === Option.GO) {
           const info = Buffer.alloc(12); // NBD_INFO_EXPORT
@@ -77,14 +95,14 @@ function serve(socket: Socket, fd: number, sizeBytes: number): void {
           socket.write(optionReply(option, OptionReply.ERR_UNSUP));
         }
       } else {
-        if (pending.length < 28) return;
+        if (pending.length < 28) return wait(28);
         if (pending.readUInt32BE(0) !== requestMagic) return fail();
         const type = pending.readUInt16BE(6);
         const offset = Number(pending.readBigUInt64BE(16));
         const length = pending.readUInt32BE(24);
         if (length > requestBytesMax) return fail();
         const payloadBytes = type === Command.WRITE ? length : 0;
-        if (pending.length < 28 + payloadBytes) return;
+        if (pending.length < 28 + payloadBytes) return wait(28 + payloadBytes);
         const inRange = offset + length <= sizeBytes;
         const reply = Buffer.alloc(16 + (type === Command.READ && inRange ? length : 0));
         reply.writeUInt32BE(simpleReplyMagic, 0);
