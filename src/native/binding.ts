@@ -20,6 +20,7 @@
 import path from 'node:path';
 import fs from 'node:fs';
 import { CairnError } from '../errors/cairn-error';
+import type { SocketCalls } from '../nbd/bulk-channel';
 
 /** Numbers the addon accepts or returns; read from the addon so they match its headers. */
 export interface NativeConstants {
@@ -363,14 +364,17 @@ function dlopenAddon(addonPath: string): unknown {
 
 /** Loads the addon once per process and returns the validating kernel binding over it. */
 export function loadKernelBinding(): KernelBinding {
-  if (loadedKernel !== undefined) return loadedKernel;
+  return loadedKernel ??= checkedKernelBinding(addonWith<KernelBinding>('kernel attach', ['nbdNetlinkConnect', 'sdNotify']));
+}
+
+/** The addon's exports, refused when they lack `calls` (an addon built before `feature`). */
+function addonWith<T>(feature: string, calls: ReadonlyArray<keyof T & string>): T {
   const addonPath = nativeAddonPath();
-  const raw = dlopenAddon(addonPath) as Partial<KernelBinding>;
-  if (typeof raw.nbdNetlinkConnect !== 'function' || typeof raw.sdNotify !== 'function') {
-    throw new CairnError('CAIRN_PLATFORM', `the native addon ${addonPath} predates kernel attach: run npm install to rebuild it`);
+  const raw = dlopenAddon(addonPath) as Record<string, unknown>;
+  if (calls.some((call) => typeof raw[call] !== 'function')) {
+    throw new CairnError('CAIRN_PLATFORM', `the native addon ${addonPath} predates ${feature}: run npm install to rebuild it`);
   }
-  loadedKernel = checkedKernelBinding(raw as KernelBinding);
-  return loadedKernel;
+  return raw as T;
 }
 
 function checkRange(name: string, value: unknown, minimum: number, maximum: number): asserts value is number {
@@ -478,35 +482,11 @@ export function checkedKernelBinding(raw: KernelBinding): KernelBinding {
 // ---- Bulk socket transfers (socket-ops.cc) ---------------------------------------------------
 
 /**
- * The NBD connection's side channel to its socket: large payloads move on the thread pool. A
- * transfer resolves with the bytes moved — all of them, or fewer when the peer stayed silent for
- * idleMs, ended its side (receive) or the socket was shut down — and rejects on a socket error.
- * Nothing else may read (recv) or write (send) the socket while a transfer runs, and the
- * descriptor (a socketDup copy) must stay open until it settles.
+ * The addon's bulk socket transfers: exactly the calls the NBD layer asks for (`SocketCalls` in
+ * src/nbd/bulk-channel.ts, where the contract is documented); the daemon hands this binding in.
+ * A failed pwrite in recvWriteAsync comes back as a NativeError in `writeError`.
  */
-export interface SocketBinding {
-  /** A close-on-exec duplicate of a stream socket's descriptor. */
-  socketDup(fd: number): number;
-  /** shutdown(SHUT_RDWR): ends transfers blocked on the socket; ENOTCONN is not an error. */
-  socketShutdown(fd: number): void;
-  socketClose(fd: number): void;
-  /** Sends the buffers in order, gathered into one sendmsg (1 to socketSendBuffersMax of them). */
-  sendAsync(fd: number, sources: readonly Uint8Array[], idleMs: number): Promise<number>;
-  recvAsync(fd: number, target: Uint8Array, idleMs: number): Promise<number>;
-  /**
-   * Receives buffer[from..] from the socket, then — only if all of it arrived — pwrites the whole
-   * buffer to `fileFd` at `position`, in one pool call. A failed pwrite is reported in
-   * `writeError` (the socket is fine); socket errors reject.
-   */
-  recvWriteAsync(fd: number, buffer: Uint8Array, from: number, idleMs: number, fileFd: number, position: number): Promise<RecvWriteResult>;
-}
-
-/** What recvWriteAsync did: the bytes of the buffer in place, the bytes written to the file. */
-export interface RecvWriteResult {
-  readonly received: number;
-  readonly written: number;
-  readonly writeError?: NativeError;
-}
+export type SocketBinding = SocketCalls;
 
 /** The longest a transfer may wait for a silent peer (the addon's bound). */
 export const socketIdleMsMax = 60_000;
@@ -517,14 +497,7 @@ let loadedSocket: SocketBinding | undefined;
 
 /** Loads the addon once per process and returns the validating socket binding over it. */
 export function loadSocketBinding(): SocketBinding {
-  if (loadedSocket !== undefined) return loadedSocket;
-  const addonPath = nativeAddonPath();
-  const raw = dlopenAddon(addonPath) as Partial<SocketBinding>;
-  if (typeof raw.sendAsync !== 'function' || typeof raw.socketDup !== 'function') {
-    throw new CairnError('CAIRN_PLATFORM', `the native addon ${addonPath} predates socket transfers: run npm install to rebuild it`);
-  }
-  loadedSocket = checkedSocketBinding(raw as SocketBinding);
-  return loadedSocket;
+  return loadedSocket ??= checkedSocketBinding(addonWith<SocketBinding>('socket transfers', ['sendAsync', 'socketDup']));
 }
 
 /** Wraps a raw addon (or a test double of the same shape) so every call validates first. */

@@ -17,15 +17,27 @@
 import { assert } from '../util/assert';
 
 /**
- * The socket calls a bulk channel needs: the native addon's SocketBinding (src/native) has this
- * shape; the daemon passes it in, so this layer depends on no addon.
+ * The socket calls a bulk channel needs, implemented by the native addon (SocketBinding in
+ * src/native); the daemon passes them in, so this layer depends on no addon. A transfer resolves
+ * with the bytes moved — all of them, or fewer when the peer stayed silent for idleMs, ended its
+ * side (receive) or the socket was shut down — and rejects on a socket error. Nothing else may
+ * read (recv) or write (send) the socket while a transfer runs, and the descriptor (a socketDup
+ * copy) must stay open until it settles.
  */
 export interface SocketCalls {
+  /** A close-on-exec duplicate of a stream socket's descriptor. */
   socketDup(fd: number): number;
+  /** shutdown(SHUT_RDWR): ends transfers blocked on the socket; ENOTCONN is not an error. */
   socketShutdown(fd: number): void;
   socketClose(fd: number): void;
+  /** Sends the buffers in order, gathered into one sendmsg (the addon takes 1 to 64 of them). */
   sendAsync(fd: number, sources: readonly Uint8Array[], idleMs: number): Promise<number>;
   recvAsync(fd: number, target: Uint8Array, idleMs: number): Promise<number>;
+  /**
+   * Receives buffer[from..] from the socket, then — only if all of it arrived — pwrites the whole
+   * buffer to `fileFd` at `position`, in one pool call. A failed pwrite is reported in
+   * `writeError` (the socket is fine); socket errors reject.
+   */
   recvWriteAsync(fd: number, buffer: Uint8Array, from: number, idleMs: number, fileFd: number, position: number): Promise<ReceiveWriteResult>;
 }
 
