@@ -9,6 +9,7 @@
         "src/native/arguments.cc",
         "src/native/errno-error.cc",
         "src/native/file-ops.cc",
+        "src/native/loop-poll.cc",
         "src/native/nbd-netlink.cc",
         "src/native/nbd-ioctl.cc",
         "src/native/nbd-kernel.cc",

@@ -6,7 +6,9 @@
  * fs.readSync, FLUSH = fs.fdatasyncSync, simple replies only. No thread pool, no promises, no
  * concurrency, no validation beyond lengths and bounds: not a server to use, only the cost of
  * Node's event loop, a socket read and a socket write around the same system calls nbdkit makes.
- * If Cairn / nbdkit on a job is close to floor / nbdkit, the remaining gap is Node's, not Cairn's.
+ * It busy-polls its event loop like cairnd (loop-poll.cc, 200 us), so the floor is what any Node
+ * server using that technique reaches. If Cairn / nbdkit on a job is close to floor / nbdkit,
+ * the remaining gap is Node's, not Cairn's.
  *
  *   node dist/bench/nbd-floor-server.js SOCKET_PATH IMAGE_FILE [PROCESSES]
  */
@@ -16,6 +18,8 @@ import { createServer, Socket } from 'node:net';
 import {
   ClientFlag, Command, HandshakeFlag, Option, OptionReply, optionReplyMagicHigh, optionReplyMagicLow, requestMagic, simpleReplyMagic, TransmissionFlag,
 } from '../src/nbd/protocol';
+import { defaultBusyPollMicros } from '../src/config/config';
+import { loadLoopPollBinding } from '../src/native/binding';
 import { MiB } from '../src/util/units';
 
 const optionBytesMax = 4096;
@@ -146,6 +150,7 @@ function main(): void {
     });
     return;
   }
+  loadLoopPollBinding().loopPollSet(defaultBusyPollMicros * 1000);
   const fd = openSync(image, 'r+');
   const sizeBytes = fstatSync(fd).size;
   const server = createServer({ noDelay: true }, (socket) => serve(socket, fd, sizeBytes));

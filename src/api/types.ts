@@ -89,8 +89,21 @@ export interface StatusView {
   readonly allocatedBytes: number;
   readonly capacityBytes: number;
   readonly freeBytes: number;
-  readonly nbd: { readonly tcp: readonly string[]; readonly socket: string | null; readonly connections: number };
+  readonly nbd: { readonly tcp: readonly string[]; readonly socket: string | null; readonly connections: number; readonly busyPoll: BusyPollView | null };
   readonly metadata: { readonly appliedIndex: number; readonly mode: string };
+}
+
+/**
+ * The event loop's adaptive busy poll (config nbd.busyPollMicros): how often an idle loop spun
+ * for its next event, how often that event came within the spin, and the CPU time it cost.
+ */
+export interface BusyPollView {
+  readonly maxMicros: number;
+  readonly windowMicros: number;
+  readonly spins: number;
+  readonly hits: number;
+  readonly timeouts: number;
+  readonly spinSeconds: number;
 }
 
 export interface CreateVolumeRequest {

@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ApiClient, ApiError } from '../api/client';
-import type { AttachmentView, AttachRequest, StatusView, VolumeView } from '../api/types';
+import type { AttachmentView, AttachRequest, BusyPollView, StatusView, VolumeView } from '../api/types';
 import { ApiEndpoint, defaultApiSocketCandidates, parseApiEndpoint } from '../config/config';
 import { CairnError } from '../errors/cairn-error';
 import { formatBytes, parseBytes } from '../util/units';
@@ -196,5 +196,13 @@ function formatStatus(s: StatusView): string {
     `volumes      ${s.volumes} (${formatBytes(s.provisionedBytes)} provisioned, ${formatBytes(s.allocatedBytes)} allocated)`,
     `pool         ${formatBytes(s.capacityBytes)} capacity, ${formatBytes(s.freeBytes)} free`,
     `nbd          ${[...s.nbd.tcp, ...(s.nbd.socket ? [`unix:${s.nbd.socket}`] : [])].join(', ') || 'no listeners'}; ${s.nbd.connections} connection(s)`,
+    `busy poll    ${formatBusyPoll(s.nbd.busyPoll)}`,
   ].join('\n');
+}
+
+function formatBusyPoll(poll: BusyPollView | null): string {
+  if (poll === null) return 'unknown';
+  if (poll.maxMicros === 0) return 'off';
+  const hitShare = poll.spins === 0 ? '' : ` (${Math.round((100 * poll.hits) / poll.spins)}% caught the next event)`;
+  return `up to ${poll.maxMicros} us per idle period, now ${poll.windowMicros} us; ${poll.spins} spin(s)${hitShare}, ${poll.spinSeconds.toFixed(1)} s of CPU spent spinning`;
 }

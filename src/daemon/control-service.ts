@@ -7,13 +7,14 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { statfs } from 'node:fs/promises';
 import type {
-  ApiEvent, AttachmentView, AttachRequest, ControlService, CreateVolumeRequest, DetachRequest, DetachResult, NodeView, ProfileView,
+  ApiEvent, AttachmentView, AttachRequest, BusyPollView, ControlService, CreateVolumeRequest, DetachRequest, DetachResult, NodeView, ProfileView,
   StatusView, VolumeView,
 } from '../api/types';
 import type { AttachManager } from '../attach';
 import { CairnError } from '../errors/cairn-error';
 import type { ExtentStore } from '../extent/extent-store';
 import type { MetaLog } from '../meta/meta-log';
+import type { LoopPollStats } from '../native/binding';
 import { outcomeOf, volumeOf } from '../meta/results';
 import type { CommandBody, VolumeRecord } from '../meta/types';
 import type { Logger } from '../observe/logger';
@@ -33,6 +34,8 @@ export interface ControlServiceDeps {
   readonly logger: Logger;
   /** Kernel attach (absent when the native addon lacks it: attach then fails with CAIRN_PLATFORM). */
   readonly attachments?: AttachManager;
+  /** The event loop's busy-poll counters (undefined before the daemon has set it up). */
+  readonly busyPoll?: () => LoopPollStats | undefined;
 }
 
 export class DaemonControlService implements ControlService {
@@ -66,7 +69,10 @@ export class DaemonControlService implements ControlService {
       allocatedBytes: allocated,
       capacityBytes: pool.capacityBytes,
       freeBytes: free,
-      nbd: { tcp: this.deps.nbdTcp(), socket: this.deps.nbdSocket, connections: this.deps.registry.totalConnections() },
+      nbd: {
+        tcp: this.deps.nbdTcp(), socket: this.deps.nbdSocket, connections: this.deps.registry.totalConnections(),
+        busyPoll: busyPollView(this.deps.busyPoll?.()),
+      },
       metadata: { appliedIndex: this.deps.meta.appliedIndex, mode: 'single-node' },
     };
   }
@@ -213,4 +219,12 @@ export class DaemonControlService implements ControlService {
     }
     return free;
   }
+}
+
+function busyPollView(stats: LoopPollStats | undefined): BusyPollView | null {
+  if (stats === undefined) return null;
+  return {
+    maxMicros: stats.maxSpinNs / 1000, windowMicros: stats.windowNs / 1000,
+    spins: stats.spins, hits: stats.hits, timeouts: stats.timeouts, spinSeconds: stats.spinNs / 1e9,
+  };
 }

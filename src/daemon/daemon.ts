@@ -3,11 +3,11 @@
  * stops them in reverse:
  *
  *   start: data dir → metadata (LevelDB; its LOCK refuses a second daemon) → node + drive
- *          registration → extent stores → orphan sweep → demo volume → NBD listeners →
- *          kernel reattach (fresh sockets for the devices a previous cairnd attached) → API →
+ *          registration → extent stores → orphan sweep → demo volume → NBD listeners and the
+ *          event loop's busy poll (config nbd.busyPollMicros) → kernel reattach (fresh sockets for the devices a previous cairnd attached) → API →
  *          systemd READY=1 (+ watchdog keep-alives)
  *   stop:  systemd STOPPING=1 → API → kernel attachments (their devices stay, waiting for the
- *          next cairnd) → NBD server (drain in-flight, then close) → flush every open volume →
+ *          next cairnd) → NBD server (drain in-flight, then close) → busy poll off → flush every open volume →
  *          extent stores → metadata log → LevelDB
  *
  * Only this module wires real I/O implementations together.
@@ -27,7 +27,7 @@ import { outcomeOf } from '../meta/results';
 import { NbdServer } from '../nbd/server';
 import type { Logger } from '../observe/logger';
 import { LevelKvStore } from '../store/level-kv-store';
-import { KernelBinding, loadKernelBinding, loadSocketBinding } from '../native/binding';
+import { KernelBinding, loadKernelBinding, loadLoopPollBinding, loadSocketBinding, LoopPollBinding } from '../native/binding';
 import { assert } from '../util/assert';
 import { DaemonControlService } from './control-service';
 import { driveIdPath, extentVolumeId, loadOrCreateId, nodeIdPath } from './identity';
@@ -54,6 +54,7 @@ export class Daemon {
   private api: ApiServer | undefined;
   private service: DaemonControlService | undefined;
   private attach: AttachManager | undefined;
+  private busyPoll: LoopPollBinding | undefined;
   private notifier: SystemdNotifier | undefined;
   private readonly tcpAddresses: string[] = [];
   private pidFile: string | undefined;
@@ -109,6 +110,7 @@ export class Daemon {
       meta, registry: this.registry, stores: this.stores, nodeId: this.nodeId, nodeName: config.nodeName, version,
       startedAtMs: Date.now(), nbdTcp: () => this.tcpAddresses, nbdSocket: config.nbd.socket, logger: this.logger.child('api'),
       ...(this.attach ? { attachments: this.attach } : {}),
+      busyPoll: () => this.busyPoll?.loopPollStats(),
     });
     if (config.demoVolume) {
       const existing = meta.map.getVolume(config.demoVolume.name);
@@ -124,6 +126,8 @@ export class Daemon {
       rmSync(config.nbd.socket, { force: true });
       await this.nbd.listenUnix(config.nbd.socket);
     }
+    this.busyPoll = loadLoopPollBinding();
+    this.busyPoll.loopPollSet(config.nbd.busyPollMicros * 1000);
     // The kernel queues the I/O of devices a previous cairnd attached until they get sockets.
     await this.attach?.start();
     this.api = new ApiServer(this.service, { token: config.api.token, logger: this.logger.child('api') });
@@ -155,6 +159,7 @@ export class Daemon {
     if (this.api) await attempt('api', () => this.api!.close());
     if (this.attach) await attempt('kernel attachments', () => this.attach!.stop());
     if (this.nbd) await attempt('nbd', () => this.nbd!.close());
+    this.busyPoll?.loopPollSet(0);
     if (this.config.nbd.socket !== null && this.nbd) rmSync(this.config.nbd.socket, { force: true });
     if (this.registry) await attempt('flush volumes', () => this.registry!.close());
     for (const store of this.stores.values()) await attempt('extent store', () => store.close());

@@ -17,6 +17,7 @@ interface Flags {
   drive?: string[];
   nbdListen?: string[];
   nbdSocket?: string;
+  nbdBusyPoll?: string;
   api?: string;
   logLevel?: string;
   logFormat?: string;
@@ -33,6 +34,7 @@ export function parseFlags(argv: readonly string[]): Flags {
     .option('--drive <dir>', 'a drive directory (repeat for several)', collect, undefined)
     .option('--nbd-listen <host:port>', 'NBD TCP listener, loopback only (repeat for several; "none" for no TCP)', collect, undefined)
     .option('--nbd-socket <path>', 'NBD Unix socket ("none" to disable)')
+    .option('--nbd-busy-poll <micros>', 'longest event-loop spin for the next request, in microseconds (adaptive; 0 = off)')
     .option('--api <endpoint>', 'control API: unix:PATH or http://HOST:PORT')
     .option('--log-level <level>', 'error, warn, info or debug')
     .option('--log-format <format>', 'json or text')
@@ -63,6 +65,11 @@ export function buildConfig(flags: Flags): DaemonConfig {
   if (flags.drive !== undefined) input.drives = flags.drive;
   if (flags.nbdListen !== undefined) input.nbd = { ...input.nbd, listen: flags.nbdListen.filter((entry) => entry !== 'none') };
   if (flags.nbdSocket !== undefined) input.nbd = { ...input.nbd, socket: flags.nbdSocket === 'none' ? null : flags.nbdSocket };
+  if (flags.nbdBusyPoll !== undefined) {
+    // A number when it reads as one, so validation names the flag's text when it does not.
+    const micros = /^\d+$/.test(flags.nbdBusyPoll) ? Number(flags.nbdBusyPoll) : flags.nbdBusyPoll;
+    input.nbd = { ...input.nbd, busyPollMicros: micros };
+  }
   if (flags.api !== undefined) input.api = { ...input.api, listen: flags.api };
   if (flags.logLevel !== undefined || flags.logFormat !== undefined) {
     input.log = { ...input.log, ...(flags.logLevel === undefined ? {} : { level: flags.logLevel }), ...(flags.logFormat === undefined ? {} : { format: flags.logFormat }) };

@@ -540,3 +540,46 @@ export function checkedSocketBinding(raw: SocketBinding): SocketBinding {
     },
   };
 }
+
+// ---- Adaptive busy polling of the event loop (loop-poll.cc) ----------------------------------
+
+/** The calling thread's busy-poll settings and counters (see loop-poll.cc for the algorithm). */
+export interface LoopPollStats {
+  /** The configured longest spin per idle period (0: off). */
+  readonly maxSpinNs: number;
+  /** The current adaptive window (0 after long idle periods). */
+  readonly windowNs: number;
+  /** Idle periods that began with a spin, those a ready event ended, those that ran out. */
+  readonly spins: number;
+  readonly hits: number;
+  readonly timeouts: number;
+  /** Total time spent spinning: the CPU the feature costs. */
+  readonly spinNs: number;
+}
+
+export interface LoopPollBinding {
+  /** Sets the longest spin per idle period of this thread's event loop; 0 turns spinning off. */
+  loopPollSet(maxSpinNs: number): void;
+  loopPollStats(): LoopPollStats;
+}
+
+/** The addon's bound on maxSpinNs (10 ms). */
+export const loopPollSpinNsMax = 10_000_000;
+
+let loadedLoopPoll: LoopPollBinding | undefined;
+
+/** Loads the addon once per process and returns the validating busy-poll binding over it. */
+export function loadLoopPollBinding(): LoopPollBinding {
+  return loadedLoopPoll ??= checkedLoopPollBinding(addonWith<LoopPollBinding>('event-loop busy polling', ['loopPollSet', 'loopPollStats']));
+}
+
+/** Wraps a raw addon (or a test double of the same shape) so every call validates first. */
+export function checkedLoopPollBinding(raw: LoopPollBinding): LoopPollBinding {
+  return {
+    loopPollSet(maxSpinNs) {
+      checkRange('maxSpinNs', maxSpinNs, 0, loopPollSpinNsMax);
+      raw.loopPollSet(maxSpinNs);
+    },
+    loopPollStats: () => raw.loopPollStats(),
+  };
+}

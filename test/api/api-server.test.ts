@@ -25,7 +25,7 @@ class FakeService implements ControlService {
   }
   async status() {
     return { version: 'test', nodeName: 'n', uptimeSeconds: 1, volumes: this.volumes.size, provisionedBytes: 0, allocatedBytes: 0, capacityBytes: 0, freeBytes: 0,
-      nbd: { tcp: [], socket: null, connections: 0 }, metadata: { appliedIndex: 0, mode: 'single-node' } };
+      nbd: { tcp: [], socket: null, connections: 0, busyPoll: null }, metadata: { appliedIndex: 0, mode: 'single-node' } };
   }
   async listVolumes() { return [...this.volumes.values()]; }
   async getVolume(name: string) {

@@ -11,6 +11,9 @@ t.test('defaults: loopback NBD on 10809, a socket and API socket in the data dir
   t.same(config.api.endpoint, { kind: 'unix', path: '/srv/cairn/api.sock' });
   t.same(config.drives, ['/srv/cairn/drives/0']);
   t.equal(config.demoVolume, null);
+  t.equal(config.nbd.busyPollMicros, 200, 'the event loop spins up to 200 us by default');
+  t.equal(validateConfig({ nbd: { busyPollMicros: 0 } }).nbd.busyPollMicros, 0, '0 turns busy polling off');
+  t.equal(validateConfig({ nbd: { busyPollMicros: 10_000 } }).nbd.busyPollMicros, 10_000);
 });
 
 t.test('the embedded default validates and has a 1 GiB demo volume', async (t) => {
@@ -35,6 +38,11 @@ const rejections: Array<[string, object, RegExp]> = [
   ['a bad demo size', { demoVolume: { name: 'd', size: 'big' } }, /demoVolume.size/],
   ['a bad shutdown timeout', { shutdownTimeoutSeconds: -1 }, /shutdownTimeoutSeconds/],
   ['a non-string data dir', { dataDir: 5 }, /dataDir: expected a non-empty string/],
+  ['unknown NBD settings', { nbd: { busyPoll: 5 } }, /nbd.busyPoll: unknown setting \(known: listen, socket, busyPollMicros\)/],
+  ['a negative busy poll', { nbd: { busyPollMicros: -1 } }, /nbd.busyPollMicros: expected an integer number of microseconds in \[0, 10000\] \(0 turns busy polling off\), got -1/],
+  ['a fractional busy poll', { nbd: { busyPollMicros: 1.5 } }, /nbd.busyPollMicros: .*got 1.5/],
+  ['a busy poll past 10 ms', { nbd: { busyPollMicros: 10_001 } }, /nbd.busyPollMicros: .*got 10001/],
+  ['a busy poll given as text', { nbd: { busyPollMicros: '200us' } }, /nbd.busyPollMicros: .*got "200us"/],
 ];
 for (const [what, input, message] of rejections) {
   t.test(`rejects ${what} with a clear message`, async (t) => {

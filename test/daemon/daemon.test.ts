@@ -73,6 +73,44 @@ t.test('bad flags and bad config exit 2 with a message naming the problem', asyn
   t.match(missing.stderr, /cannot read/);
   const flag = await runCairnd(['--no-such-flag']);
   t.equal(flag.code, 2);
+  const poll = await runCairnd(['--data-dir', dir, '--nbd-busy-poll', 'fast']);
+  t.equal(poll.code, 2);
+  t.match(poll.stderr, /nbd.busyPollMicros: expected an integer number of microseconds in \[0, 10000\].*got "fast"/);
+});
+
+// A QD1 client leaves the daemon's loop idle between requests: with busy polling on, those idle
+// periods start with a spin and some spins catch the next request; off, nothing spins.
+const qd1Writes = (uri: string): string[] => ['-c', `
+import nbd
+h = nbd.NBD()
+h.connect_uri(${JSON.stringify(uri)})
+buf = b"\\x5a" * 4096
+for i in range(2000):
+    h.pwrite(buf, (i % 1024) * 4096)
+h.flush()
+h.shutdown()
+`];
+
+t.test('--nbd-busy-poll: the event loop spins for the next request, and status reports it', async (t) => {
+  const daemon = await startDaemon(t, { extraArgs: ['--nbd-busy-poll', '10000'] });
+  await daemon.api.createVolume({ name: 'poll', sizeBytes: 16 * 1024 * 1024 });
+  const before = (await daemon.api.status()).nbd.busyPoll;
+  t.equal(before?.maxMicros, 10_000, 'the configured bound is in force');
+  await mustRun('/usr/bin/python3', qd1Writes(daemon.uri('poll')), { timeoutMs: 60_000 });
+  const after = (await daemon.api.status()).nbd.busyPoll;
+  if (!before || !after) throw new Error('status has no busy-poll counters');
+  t.ok(after.spins > before.spins, `idle periods began with a spin (${after.spins - before.spins})`);
+  t.ok(after.hits > before.hits, `spins caught the next request (${after.hits - before.hits})`);
+  t.equal(after.spins, after.hits + after.timeouts, 'every spin ends by an event or by its window');
+  t.ok(after.spinSeconds > before.spinSeconds, 'the CPU spent spinning is counted');
+});
+
+t.test('--nbd-busy-poll 0 turns spinning off', async (t) => {
+  const daemon = await startDaemon(t, { extraArgs: ['--nbd-busy-poll', '0'] });
+  await daemon.api.createVolume({ name: 'still', sizeBytes: 16 * 1024 * 1024 });
+  await mustRun('/usr/bin/python3', qd1Writes(daemon.uri('still')), { timeoutMs: 60_000 });
+  const poll = (await daemon.api.status()).nbd.busyPoll;
+  t.match(poll, { maxMicros: 0, windowMicros: 0, spins: 0, hits: 0, timeouts: 0, spinSeconds: 0 });
 });
 
 t.test('--check-config validates the shipped config without starting anything', async (t) => {

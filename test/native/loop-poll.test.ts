@@ -1,0 +1,130 @@
+/**
+ * Goal: the addon's event-loop busy poll (loop-poll.cc) spins only when the loop is idle, ends a
+ * spin when another thread's event arrives, shrinks its window to nothing over long idle periods
+ * and grows it again when idle periods are short, stops when set to 0, keeps separate state per
+ * thread, and refuses bad arguments with TypeError through the binding and on the raw addon.
+ *
+ * Method: this test process's own event loop. Events come from a worker thread (a message it
+ * posts is an epoll event on this loop, as a socket's would be); long idle periods come from
+ * timers. No assertion is on elapsed time: only on the counters the addon keeps.
+ */
+import t from 'tap';
+import type { Test } from 'tap';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Worker } from 'node:worker_threads';
+import { checkedLoopPollBinding, loadLoopPollBinding, LoopPollBinding, LoopPollStats, nativeAddonPath } from '../../src/native/binding';
+
+const poll = loadLoopPollBinding();
+
+/** A worker that answers each message after `delayMs` of blocking (Atomics.wait), or at once. */
+function echoWorker(t: Test): { ask: (delayMs: number) => Promise<void> } {
+  const worker = new Worker(`
+    const { parentPort } = require('node:worker_threads');
+    const cell = new Int32Array(new SharedArrayBuffer(4));
+    parentPort.on('message', (delayMs) => {
+      if (delayMs > 0) Atomics.wait(cell, 0, 0, delayMs);
+      parentPort.postMessage(delayMs);
+    });
+  `, { eval: true });
+  t.teardown(() => worker.terminate());
+  return {
+    ask: (delayMs) => new Promise<void>((resolve, reject) => {
+      worker.once('message', () => resolve());
+      worker.once('error', reject);
+      worker.postMessage(delayMs);
+    }),
+  };
+}
+
+const delta = (after: LoopPollStats, before: LoopPollStats): { spins: number; hits: number; timeouts: number } => ({
+  spins: after.spins - before.spins, hits: after.hits - before.hits, timeouts: after.timeouts - before.timeouts,
+});
+
+t.test('nothing spins before the first loopPollSet', async (t) => {
+  await sleep(5);
+  t.same(poll.loopPollStats(), { maxSpinNs: 0, windowNs: 0, spins: 0, hits: 0, timeouts: 0, spinNs: 0 });
+});
+
+t.test('a spin is ended by another thread\'s event', async (t) => {
+  const worker = echoWorker(t);
+  poll.loopPollSet(10_000_000); // 10 ms: far longer than the worker's 1 ms answer
+  const before = poll.loopPollStats();
+  t.equal(before.maxSpinNs, 10_000_000);
+  for (let round = 0; round < 50; round++) await worker.ask(1);
+  const after = poll.loopPollStats();
+  const { spins, hits, timeouts } = delta(after, before);
+  t.ok(spins > 0, `idle periods began with a spin (${spins})`);
+  t.ok(hits > 0, `spins caught the worker's answer (${hits} of ${spins})`);
+  t.equal(spins, hits + timeouts, 'every spin ends by an event or by its window');
+  t.ok(after.spinNs > before.spinNs, 'time spent spinning is counted');
+  poll.loopPollSet(0);
+});
+
+t.test('long idle periods shrink the window to 0; short ones grow it back', async (t) => {
+  const worker = echoWorker(t);
+  poll.loopPollSet(1_000_000); // 1 ms; 20 ms timers are idle periods far past it
+  const before = poll.loopPollStats();
+  t.equal(before.windowNs, 1_000_000, 'a new bound starts with the whole window');
+  let sleeps = 0;
+  while (poll.loopPollStats().windowNs > 0 && sleeps < 100) {
+    await sleep(20);
+    sleeps++;
+  }
+  const shrunk = poll.loopPollStats();
+  t.equal(shrunk.windowNs, 0, `the window reached 0 after ${sleeps} long idle periods`);
+  t.ok(delta(shrunk, before).timeouts > 0, 'the spins of those periods ran out their window');
+  let pings = 0;
+  while (poll.loopPollStats().windowNs === 0 && pings < 1000) {
+    await worker.ask(0);
+    pings++;
+  }
+  const grown = poll.loopPollStats();
+  t.ok(grown.windowNs > 0 && grown.windowNs <= 1_000_000, `short idle periods grew the window again (${grown.windowNs} ns after ${pings} pings)`);
+  poll.loopPollSet(0);
+});
+
+t.test('loopPollSet(0) stops spinning', async (t) => {
+  const worker = echoWorker(t);
+  poll.loopPollSet(0);
+  const before = poll.loopPollStats();
+  for (let round = 0; round < 20; round++) await worker.ask(round % 2);
+  await sleep(10);
+  const after = poll.loopPollStats();
+  t.equal(after.maxSpinNs, 0);
+  t.equal(after.windowNs, 0);
+  t.same(delta(after, before), { spins: 0, hits: 0, timeouts: 0 }, 'no idle period spun');
+});
+
+t.test('each thread has its own loop and its own state', async (t) => {
+  poll.loopPollSet(2_000_000);
+  const worker = new Worker(`
+    const { parentPort, workerData } = require('node:worker_threads');
+    const holder = { exports: {} };
+    process.dlopen(holder, workerData);
+    const before = holder.exports.loopPollStats();
+    holder.exports.loopPollSet(300000);
+    parentPort.postMessage({ before, after: holder.exports.loopPollStats() });
+  `, { eval: true, workerData: nativeAddonPath() });
+  t.teardown(() => worker.terminate());
+  const reply = await new Promise<{ before: LoopPollStats; after: LoopPollStats }>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  t.equal(reply.before.maxSpinNs, 0, 'a worker starts without busy polling, whatever the main thread set');
+  t.equal(reply.after.maxSpinNs, 300_000, 'a worker sets its own bound');
+  t.equal(poll.loopPollStats().maxSpinNs, 2_000_000, 'the main thread keeps its own');
+  poll.loopPollSet(0);
+});
+
+t.test('bad arguments are TypeErrors, through the binding and on the raw addon', async (t) => {
+  const holder = { exports: {} as unknown };
+  process.dlopen(holder, nativeAddonPath());
+  const raw = holder.exports as LoopPollBinding;
+  const checked = checkedLoopPollBinding(raw);
+  for (const binding of [checked, raw]) {
+    for (const bad of [-1, 1.5, 10_000_001, Number.NaN, Infinity, '5' as unknown as number, undefined as unknown as number]) {
+      t.throws(() => binding.loopPollSet(bad), TypeError, `loopPollSet(${String(bad)}) is refused`);
+    }
+  }
+  t.equal(poll.loopPollStats().maxSpinNs, 0, 'refused calls changed nothing');
+});
