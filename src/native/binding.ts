@@ -553,7 +553,7 @@ export interface LoopPollStats {
   readonly spins: number;
   readonly hits: number;
   readonly timeouts: number;
-  /** Total time spent spinning: the CPU the feature costs. */
+  /** Total wall time spent spinning: an upper bound on its CPU cost (other threads run while it yields). */
   readonly spinNs: number;
 }
 

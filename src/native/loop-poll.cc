@@ -16,21 +16,27 @@
 // epoll descriptor with a zero timeout, yielding the CPU between polls, for at most a window.
 // The first ready event ends the spin and libuv's own epoll_wait then returns at once. Which
 // events are delivered, and in which order, does not change: the spin only decides whether the
-// thread is already on a CPU when they arrive. Timers are not epoll events, so the window is cut
-// to the loop's own poll timeout and a due timer is never delayed; when the loop will not block
-// (pending callbacks, immediates, closing handles) there is no spin at all.
+// thread is already on a CPU when they arrive. (Descriptors whose watchers were started in this
+// loop turn are registered with epoll only inside libuv's poll, after the spin; their events
+// then wait for the spin to end, at most one window.) Timers are not epoll events, so the
+// window is cut to the loop's own poll timeout, with the loop's clock refreshed before and after
+// the spin, and a due timer is not delayed; when the loop will not block (pending callbacks,
+// immediates, closing handles) there is no spin at all.
 //
-// The window adapts like the kernel's haltpoll cpuidle governor. The idle period is measured
-// from the start of the spin to the end of the poll phase (a check handle):
+// The window adapts like the kernel's haltpoll cpuidle governor. The idle period is the spin
+// plus the time libuv then spent blocked in epoll_wait (its idle-time metric; the callbacks of
+// the poll phase are work, not idle):
 //   - longer than the window but within maxSpinNs: a longer spin would have caught it, so the
 //     window grows (to kGrowStartNs, then doubling, at most maxSpinNs);
-//   - longer than maxSpinNs: the window halves, and below kGrowStartNs it is 0.
+//   - longer than maxSpinNs, or ended by the loop's next timer (which no spin can catch): the
+//     window halves, and below kGrowStartNs it is 0.
 // An idle daemon therefore stops spinning after a few wake-ups, and a busy one spins only as
 // long as its gaps between events are short.
 //
 // State is per thread (one Node environment per thread: the main thread or a worker), so each
 // event loop has its own handles and statistics. The handles are unreferenced: they never keep
-// a loop alive.
+// a loop alive. They are closed from an asynchronous environment cleanup hook that completes only
+// when both close callbacks have run, so a worker thread never unloads this addon under them.
 #include "loop-poll.h"
 
 #include <poll.h>
@@ -57,15 +63,22 @@ struct LoopPoll {
   uv_check_t check;
   uv_loop_t* loop = nullptr;
   int backend_fd = -1;
+  napi_async_cleanup_hook_handle cleanup_hook = nullptr;
   uint64_t max_ns = 0;
   uint64_t window_ns = 0;
-  uint64_t idle_start_ns = 0;  // 0: no idle period is being measured
+  // The idle period being measured (idle_start_ns 0: none): when it began, the loop's idle-time
+  // metric then, how long the spin ran, and how far away the loop's next timer was (0: none).
+  uint64_t idle_start_ns = 0;
+  uint64_t idle_metric_start_ns = 0;
+  uint64_t idle_spin_ns = 0;
+  uint64_t idle_timer_ns = 0;
+  bool idle_metric_seen = false;  // libuv's idle-time metric is on (Node turns it on)
   int open_handles = 0;
   // Statistics since the state was created.
   uint64_t spins = 0;     // idle periods that began with a spin
   uint64_t hits = 0;      // spins ended by a ready event
   uint64_t timeouts = 0;  // spins that ran out their window
-  uint64_t spin_ns = 0;   // time spent spinning
+  uint64_t spin_ns = 0;   // time spent spinning (wall time: other threads run while it yields)
 };
 
 thread_local LoopPoll* current = nullptr;
@@ -89,24 +102,28 @@ void OnPrepare(uv_prepare_t* handle) {
   LoopPoll* state = static_cast<LoopPoll*>(handle->data);
   state->idle_start_ns = 0;
   if (state->max_ns == 0) return;
+  // libuv computes its poll timeout from the cached loop time: refresh it, or the spin would eat
+  // into the time left before the next timer without libuv knowing.
+  uv_update_time(state->loop);
   const int timeout_ms = uv_backend_timeout(state->loop);
   if (timeout_ms == 0) return;  // the loop will not block: nothing to wait for
   const uint64_t start = NowNs();
   state->idle_start_ns = start;
+  state->idle_metric_start_ns = uv_metrics_idle_time(state->loop);
+  state->idle_spin_ns = 0;
+  state->idle_timer_ns = timeout_ms > 0 ? static_cast<uint64_t>(timeout_ms) * 1000000u : 0;
   uint64_t window = state->window_ns;
-  if (timeout_ms > 0) window = std::min(window, static_cast<uint64_t>(timeout_ms) * 1000000u);
+  if (timeout_ms > 0) window = std::min(window, state->idle_timer_ns);
   if (window == 0) return;
   state->spins++;
   for (;;) {
-    if (EventReady(state->backend_fd)) {
-      state->hits++;
-      state->spin_ns += NowNs() - start;
-      return;
-    }
+    const bool ready = EventReady(state->backend_fd);
     const uint64_t now = NowNs();
-    if (now - start >= window) {
-      state->timeouts++;
+    if (ready || now - start >= window) {
+      (ready ? state->hits : state->timeouts)++;
+      state->idle_spin_ns = now - start;
       state->spin_ns += now - start;
+      uv_update_time(state->loop);  // libuv's poll timeout must count the time the spin took
       return;
     }
     sched_yield();  // another runnable thread on this CPU (a client, a pool thread) goes first
@@ -116,24 +133,42 @@ void OnPrepare(uv_prepare_t* handle) {
 void OnCheck(uv_check_t* handle) {
   LoopPoll* state = static_cast<LoopPoll*>(handle->data);
   if (state->idle_start_ns == 0) return;
-  const uint64_t idle = NowNs() - state->idle_start_ns;
+  // The idle period is the spin plus the time libuv then spent blocked in epoll_wait (its idle
+  // metric), not the I/O callbacks that ran after: a request that takes long to serve must not
+  // look like a long idle period and switch spinning off. Without the metric, the wall time.
+  const uint64_t metric = uv_metrics_idle_time(state->loop);
+  if (metric != 0) state->idle_metric_seen = true;
+  const uint64_t idle = state->idle_metric_seen ? state->idle_spin_ns + (metric - state->idle_metric_start_ns)
+                                                : NowNs() - state->idle_start_ns;
   state->idle_start_ns = 0;
-  if (idle > state->max_ns) {
+  // A period that lasted until the loop's next timer was most likely ended by that timer, which
+  // no spin can catch: it shrinks the window like a long one (a frequent timer must not keep the
+  // loop spinning until each expiry).
+  // (libuv rounds the timeout to milliseconds: within an eighth of it counts.)
+  const bool ended_by_timer = state->idle_timer_ns != 0 && idle * 8 >= state->idle_timer_ns * 7;
+  if (idle > state->max_ns || ended_by_timer) {
     state->window_ns /= 2;
     if (state->window_ns < kGrowStartNs) state->window_ns = 0;
-  } else if (idle > state->window_ns) {
+  } else if (idle > state->window_ns && !ended_by_timer) {
     state->window_ns = std::min(state->max_ns, std::max(kGrowStartNs, state->window_ns * 2));
   }
 }
 
 void OnClose(uv_handle_t* handle) {
   LoopPoll* state = static_cast<LoopPoll*>(handle->data);
-  if (--state->open_handles == 0) delete state;
+  if (--state->open_handles > 0) return;
+  // Only now may the environment finish tearing down (and unload this addon): the close
+  // callbacks above are code in this addon.
+  napi_remove_async_cleanup_hook(state->cleanup_hook);
+  delete state;
 }
 
-// The environment is going away: stop and close the handles; the state goes with the last one.
-void Cleanup(void* data) {
+// The environment is going away: stop and close the handles. An asynchronous cleanup hook,
+// because the close callbacks run on a later loop turn, and a synchronous hook would let Node
+// unload the addon (a worker thread's last user of it) before they run.
+void Cleanup(napi_async_cleanup_hook_handle hook, void* data) {
   LoopPoll* state = static_cast<LoopPoll*>(data);
+  state->cleanup_hook = hook;
   if (current == state) current = nullptr;
   uv_prepare_stop(&state->prepare);
   uv_check_stop(&state->check);
@@ -150,6 +185,12 @@ LoopPoll* StateFor(Napi::Env env) {
   const int backend_fd = uv_backend_fd(loop);
   if (backend_fd < 0) throw Napi::Error::New(env, "loopPollSet: the event loop has no pollable backend descriptor");
   LoopPoll* state = new LoopPoll();
+  napi_async_cleanup_hook_handle hook = nullptr;
+  if (napi_add_async_cleanup_hook(env, Cleanup, state, &hook) != napi_ok) {
+    delete state;
+    throw Napi::Error::New(env, "loopPollSet: cannot register the environment's cleanup hook");
+  }
+  state->cleanup_hook = hook;
   state->loop = loop;
   state->backend_fd = backend_fd;
   uv_prepare_init(loop, &state->prepare);
@@ -161,7 +202,6 @@ LoopPoll* StateFor(Napi::Env env) {
   uv_check_start(&state->check, OnCheck);
   uv_unref(reinterpret_cast<uv_handle_t*>(&state->prepare));
   uv_unref(reinterpret_cast<uv_handle_t*>(&state->check));
-  napi_add_env_cleanup_hook(env, Cleanup, state);
   current = state;
   return state;
 }
@@ -175,6 +215,7 @@ Napi::Value LoopPollSet(const Napi::CallbackInfo& info) {
   if (!(requested >= 0) || requested > static_cast<double>(kMaxSpinNsMax) || requested != static_cast<double>(static_cast<uint64_t>(requested))) {
     throw Napi::TypeError::New(env, "maxSpinNs must be an integer in [0, 10000000]");
   }
+  if (requested == 0 && current == nullptr) return env.Undefined();  // off, and never on: nothing to set up
   LoopPoll* state = StateFor(env);
   state->max_ns = static_cast<uint64_t>(requested);
   state->window_ns = state->max_ns;  // start generous; an idle loop shrinks it within a few turns

@@ -10,7 +10,8 @@
  */
 import t from 'tap';
 import type { Test } from 'tap';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { spawnSync } from 'node:child_process';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { checkedLoopPollBinding, loadLoopPollBinding, LoopPollBinding, LoopPollStats, nativeAddonPath } from '../../src/native/binding';
 
@@ -83,6 +84,24 @@ t.test('long idle periods shrink the window to 0; short ones grow it back', asyn
   poll.loopPollSet(0);
 });
 
+t.test('time spent serving events is not idle time: slow requests keep the spin on', async (t) => {
+  // Each answer from the worker costs this thread 1 ms of work, more than the 500 us bound; the
+  // gaps between answers are short. Counting the work as idle would shrink the window to 0.
+  const worker = echoWorker(t);
+  poll.loopPollSet(500_000);
+  const before = poll.loopPollStats();
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  for (let round = 0; round < 100; round++) {
+    await worker.ask(0);
+    Atomics.wait(cell, 0, 0, 1); // 1 ms of "work" on this thread, as a slow request would take
+  }
+  const after = poll.loopPollStats();
+  const { spins, hits } = delta(after, before);
+  t.ok(after.windowNs > 0, `the window stayed open (${after.windowNs} ns)`);
+  t.ok(hits > 50, `most answers were caught by a spin (${hits} of ${spins} spins, 100 answers)`);
+  poll.loopPollSet(0);
+});
+
 t.test('loopPollSet(0) stops spinning', async (t) => {
   const worker = echoWorker(t);
   poll.loopPollSet(0);
@@ -114,6 +133,67 @@ t.test('each thread has its own loop and its own state', async (t) => {
   t.equal(reply.after.maxSpinNs, 300_000, 'a worker sets its own bound');
   t.equal(poll.loopPollStats().maxSpinNs, 2_000_000, 'the main thread keeps its own');
   poll.loopPollSet(0);
+});
+
+t.test('a loop that will not block (immediates pending) never spins', async (t) => {
+  poll.loopPollSet(10_000_000);
+  const before = poll.loopPollStats();
+  for (let turn = 0; turn < 1000; turn++) await nextTurn();
+  t.same(delta(poll.loopPollStats(), before), { spins: 0, hits: 0, timeouts: 0 });
+  poll.loopPollSet(0);
+});
+
+t.test('a spin ends at the loop\'s next timer, and timer-ended periods shrink the window', async (t) => {
+  // With a 10 ms bound, a spin that ignored the loop's timeout would hold a 2 ms timer for the
+  // whole 10 ms. Three tries, each from the whole window, so one scheduling hiccup cannot fail it.
+  const periodsMs: number[] = [];
+  for (let attempt = 0; attempt < 3; attempt++) {
+    poll.loopPollSet(10_000_000);
+    const started = process.hrtime.bigint();
+    await sleep(2);
+    periodsMs.push(Number(process.hrtime.bigint() - started) / 1e6);
+  }
+  t.ok(Math.min(...periodsMs) < 9.5, `a 2 ms timer fired before a 10 ms spin could end (${periodsMs.map((ms) => ms.toFixed(1)).join(', ')} ms)`);
+  poll.loopPollSet(10_000_000);
+  const before = poll.loopPollStats();
+  let sleeps = 0;
+  while (poll.loopPollStats().windowNs > 0 && sleeps < 100) {
+    await sleep(2); // idle periods well within the bound, each ended by its timer
+    sleeps++;
+  }
+  const after = poll.loopPollStats();
+  t.equal(after.windowNs, 0, `periods ended by timers shrank the window to 0 (${sleeps} timers)`);
+  t.ok(delta(after, before).timeouts > 0, 'their spins ran to the timer');
+  poll.loopPollSet(0);
+});
+
+t.test('a worker thread that alone uses the addon exits cleanly with busy polling on', async (t) => {
+  // The handles' close callbacks are addon code: the environment must not unload the addon
+  // before they have run (a synchronous cleanup hook crashed the process here with SIGSEGV).
+  const script = `
+    const { Worker } = require('node:worker_threads');
+    const code = \`
+      const { parentPort, workerData } = require('node:worker_threads');
+      const holder = { exports: {} };
+      process.dlopen(holder, workerData.addon);
+      holder.exports.loopPollSet(200000);
+      setTimeout(() => {
+        parentPort.postMessage(holder.exports.loopPollStats().maxSpinNs);
+        if (workerData.how === 'exit') process.exit(0);
+      }, 5);
+    \`;
+    for (const how of ['return', 'exit', 'terminate']) {
+      const worker = new Worker(code, { eval: true, workerData: { addon: process.argv[1], how } });
+      worker.on('message', (maxSpinNs) => {
+        if (maxSpinNs !== 200000) process.exit(3);
+        if (how === 'terminate') void worker.terminate();
+      });
+      worker.on('error', () => process.exit(4));
+    }
+  `;
+  const child = spawnSync(process.execPath, ['-e', script, nativeAddonPath()], { encoding: 'utf8', timeout: 60_000 });
+  t.equal(child.signal, null, `no signal ended the process (${child.stderr})`);
+  t.equal(child.status, 0, 'three workers loaded the addon, set a bound and ended by return, process.exit and terminate');
 });
 
 t.test('bad arguments are TypeErrors, through the binding and on the raw addon', async (t) => {
