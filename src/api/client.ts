@@ -6,7 +6,7 @@
  */
 import { request as httpRequest } from 'node:http';
 import type { ApiEndpoint } from '../config/config';
-import type { AttachmentView, AttachRequest, CreateVolumeRequest, DetachRequest, DetachResult, NodeView, ProfileView, StatusView, VolumeView } from './types';
+import type { AttachmentView, AttachRequest, CreateProfileRequest, CreateVolumeRequest, DetachRequest, DetachResult, NodeView, ProfileView, StatusView, VolumeView } from './types';
 
 export class ApiError extends Error {
   override readonly name = 'ApiError';
@@ -39,6 +39,9 @@ export class ApiClient {
     return this.call('POST', `/v1/volumes/${encodeURIComponent(name)}/detach`, request);
   }
   listProfiles(): Promise<ProfileView[]> { return this.call('GET', '/v1/profiles'); }
+  /** Resolves with the profile whether it was created now or already existed identically. */
+  createProfile(request: CreateProfileRequest): Promise<ProfileView> { return this.call('POST', '/v1/profiles', request); }
+  async deleteProfile(name: string): Promise<void> { await this.call('DELETE', `/v1/profiles/${encodeURIComponent(name)}`); }
   listNodes(): Promise<NodeView[]> { return this.call('GET', '/v1/nodes'); }
 
   describeEndpoint(): string {

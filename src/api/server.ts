@@ -13,7 +13,7 @@ import { CairnError, errorWire, isCairnError } from '../errors/cairn-error';
 import { apiBodyBytesMax } from '../limits';
 import { Logger, silentLogger } from '../observe/logger';
 import type { ApiEndpoint } from '../config/config';
-import type { AttachRequest, ControlService, CreateVolumeRequest, DetachRequest } from './types';
+import type { AttachRequest, ControlService, CreateProfileRequest, CreateVolumeRequest, DetachRequest } from './types';
 
 type Handler = (request: IncomingMessage, params: string[], body: unknown) => Promise<{ status: number; body: unknown }>;
 
@@ -165,6 +165,13 @@ export class ApiServer {
         },
       },
       { method: 'GET', pattern: /^\/v1\/profiles$/, handler: async () => ok(await service.listProfiles()) },
+      {
+        method: 'POST', pattern: /^\/v1\/profiles$/, handler: async (_request, _params, body) => {
+          const result = await service.createProfile(parseCreateProfile(body));
+          return ok(result.profile, result.created ? 201 : 200);
+        },
+      },
+      { method: 'DELETE', pattern: /^\/v1\/profiles\/([^/]+)$/, handler: async (_r, [name]) => { await service.deleteProfile(name ?? ''); return ok(undefined, 204); } },
       { method: 'GET', pattern: /^\/v1\/nodes$/, handler: async () => ok(await service.listNodes()) },
     ];
   }
@@ -184,6 +191,49 @@ function parseCreateVolume(body: unknown): CreateVolumeRequest {
   if (profile !== undefined && typeof profile !== 'string') throw new CairnError('CAIRN_INVALID_ARGUMENT', 'profile must be a string');
   if (readOnly !== undefined && typeof readOnly !== 'boolean') throw new CairnError('CAIRN_INVALID_ARGUMENT', 'readOnly must be a boolean');
   return { name, sizeBytes, ...(profile === undefined ? {} : { profile }), ...(readOnly === undefined ? {} : { readOnly }) };
+}
+
+const createProfileFields = new Set(['name', 'replicas', 'extentBytes', 'description']);
+/** Profile properties the map has but the API does not set yet, and why (an unknown field is refused, not ignored). */
+const unsettableProfileFields: Readonly<Record<string, string>> = {
+  iopsMax: 'IOPS limits are not enforced by the data path yet; profiles are unlimited',
+  bandwidthBytesPerSecondMax: 'bandwidth limits are not enforced by the data path yet; profiles are unlimited',
+  placement: 'placement is not settable yet; profiles spread replicas over failure domains',
+  filesystem: 'filesystem is not settable yet; volumes are raw block devices',
+};
+
+/**
+ * POST /v1/profiles: shapes only (types, whole numbers); ranges (replicas, extent size as a power
+ * of two within the limits, name and description rules) are the cluster map's to check. Unknown
+ * fields are refused so that a typo ("extentSize") cannot silently create a default profile.
+ */
+function parseCreateProfile(body: unknown): CreateProfileRequest {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new CairnError('CAIRN_INVALID_ARGUMENT', 'expected a JSON object {"name", "replicas"?, "extentBytes"?, "description"?}');
+  }
+  const fields = body as Record<string, unknown>;
+  for (const key of Object.keys(fields)) {
+    if (createProfileFields.has(key)) continue;
+    const reason = unsettableProfileFields[key];
+    throw new CairnError('CAIRN_INVALID_ARGUMENT', reason !== undefined
+      ? `${key} cannot be set: ${reason}`
+      : `unknown field '${key.slice(0, 64)}'; a profile takes "name", "replicas"?, "extentBytes"?, "description"?`);
+  }
+  const { name, replicas, extentBytes, description } = fields;
+  if (typeof name !== 'string') throw new CairnError('CAIRN_INVALID_ARGUMENT', 'name must be a string');
+  if (replicas !== undefined && (typeof replicas !== 'number' || !Number.isSafeInteger(replicas) || replicas < 1)) {
+    throw new CairnError('CAIRN_INVALID_ARGUMENT', 'replicas must be a whole number, at least 1');
+  }
+  if (extentBytes !== undefined && (typeof extentBytes !== 'number' || !Number.isSafeInteger(extentBytes) || extentBytes < 1)) {
+    throw new CairnError('CAIRN_INVALID_ARGUMENT', 'extentBytes must be a positive whole number of bytes (a power of two)');
+  }
+  if (description !== undefined && typeof description !== 'string') throw new CairnError('CAIRN_INVALID_ARGUMENT', 'description must be a string');
+  return {
+    name,
+    ...(replicas === undefined ? {} : { replicas }),
+    ...(extentBytes === undefined ? {} : { extentBytes }),
+    ...(description === undefined ? {} : { description }),
+  };
 }
 
 /** POST /v1/volumes/:name/attach: an optional object of optional fields. */

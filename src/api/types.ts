@@ -66,11 +66,30 @@ export interface DetachRequest {
   readonly force?: boolean;
 }
 
+/**
+ * A profile: the properties a volume is created with (`cairn volume create --profile NAME`).
+ * 'default' is built in (one replica, 64 MiB extents) and can be neither created nor deleted.
+ */
 export interface ProfileView {
   readonly name: string;
   readonly replicas: number;
   readonly extentBytes: number;
   readonly description: string;
+  /** Volumes created with this profile (a profile in use cannot be deleted). */
+  readonly volumes: number;
+}
+
+/**
+ * Body of POST /v1/profiles. Omitted fields take the built-in defaults: 1 replica, 64 MiB extents
+ * (limits.extentBytesDefault), no description. IOPS and bandwidth limits are not settable: the data
+ * path does not enforce them yet, so every profile created through the API is unlimited.
+ */
+export interface CreateProfileRequest {
+  readonly name: string;
+  readonly replicas?: number;
+  /** A power of two from limits.extentBytesMin to limits.extentBytesMax. */
+  readonly extentBytes?: number;
+  readonly description?: string;
 }
 
 export interface NodeView {
@@ -95,7 +114,8 @@ export interface StatusView {
 
 /**
  * The event loop's adaptive busy poll (config nbd.busyPollMicros): how often an idle loop spun
- * for its next event, how often that event came within the spin, and the CPU time it cost.
+ * for its next event, how often that event came within the spin, and the time spent spinning
+ * (an upper bound on its CPU cost).
  */
 export interface BusyPollView {
   readonly maxMicros: number;
@@ -119,6 +139,8 @@ export type ApiEvent =
   | { readonly type: 'volume.deleted'; readonly name: string }
   | { readonly type: 'volume.attached'; readonly name: string; readonly attachment: AttachmentView }
   | { readonly type: 'volume.detached'; readonly name: string; readonly device: string }
+  | { readonly type: 'profile.created'; readonly profile: ProfileView }
+  | { readonly type: 'profile.deleted'; readonly name: string }
   | { readonly type: 'daemon.stopping' };
 
 export interface ControlService {
@@ -133,6 +155,10 @@ export interface ControlService {
   /** Flushes and detaches the volume's kernel device (a volume not attached is not an error). */
   detachVolume?(name: string, request: DetachRequest): Promise<DetachResult>;
   listProfiles(): Promise<ProfileView[]>;
+  /** Creates a profile; `created` is false when an identical one already exists (idempotent by name). */
+  createProfile(request: CreateProfileRequest): Promise<{ profile: ProfileView; created: boolean }>;
+  /** Deletes a profile no volume uses; 'default' cannot be deleted. */
+  deleteProfile(name: string): Promise<void>;
   listNodes(): Promise<NodeView[]>;
   /** Subscribes to events; returns the unsubscribe function. */
   subscribe(listener: (event: ApiEvent) => void): () => void;

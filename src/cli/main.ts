@@ -7,10 +7,10 @@
 import { existsSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ApiClient, ApiError } from '../api/client';
-import type { AttachmentView, AttachRequest, BusyPollView, StatusView, VolumeView } from '../api/types';
+import type { AttachmentView, AttachRequest, BusyPollView, CreateProfileRequest, ProfileView, StatusView, VolumeView } from '../api/types';
 import { ApiEndpoint, defaultApiSocketCandidates, parseApiEndpoint } from '../config/config';
 import { CairnError } from '../errors/cairn-error';
-import { formatBytes, parseBytes } from '../util/units';
+import { formatBytes, isPowerOfTwo, parseBytes } from '../util/units';
 import { formatTable } from './table';
 
 export interface CliIo {
@@ -102,6 +102,29 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     print({ deleted: name }, () => `volume '${name}' deleted`);
   });
 
+  const profile = program.command('profile').description('create, list and delete profiles: the replicas and extent size volumes are created with');
+  profile.command('create <name>').description('create a profile (the same name and properties again is not an error)')
+    .option('--replicas <n>', 'replicas of every extent (default 1)')
+    .option('--extent-size <size>', 'extent size: a power of two, e.g. 256MiB (default 64MiB)')
+    .option('--description <text>', 'free text shown by profile list')
+    .action(async (name: string, options: { replicas?: string; extentSize?: string; description?: string }) => {
+      const request: { -readonly [K in keyof CreateProfileRequest]: CreateProfileRequest[K] } = { name };
+      if (options.replicas !== undefined) request.replicas = parseReplicas(options.replicas);
+      if (options.extentSize !== undefined) request.extentBytes = parseExtentSize(options.extentSize);
+      if (options.description !== undefined) request.description = options.description;
+      const created = await client().createProfile(request);
+      print(created, () => `profile '${created.name}' ready: ${created.replicas} replica(s), ${formatBytes(created.extentBytes)} extents\n` +
+        `  use it with: cairn volume create NAME --size 10GiB --profile ${created.name}`);
+    });
+  profile.command('list').alias('ls').description('list profiles and how many volumes use each').action(async () => {
+    const profiles = await client().listProfiles();
+    print(profiles, () => formatProfiles(profiles));
+  });
+  profile.command('delete <name>').alias('rm').description('delete a profile no volume uses').action(async (name: string) => {
+    await client().deleteProfile(name);
+    print({ deleted: name }, () => `profile '${name}' deleted`);
+  });
+
   try {
     await program.parseAsync(argv, { from: 'user' });
     return 0;
@@ -143,6 +166,20 @@ function parseSize(text: string): number {
   return bytes;
 }
 
+/** At least one; the most a cluster allows is the daemon's to say. */
+function parseReplicas(text: string): number {
+  if (!/^\d{1,9}$/.test(text) || Number(text) < 1) throw new UsageError(`--replicas must be a whole number, at least 1, got '${text}'`);
+  return Number(text);
+}
+
+/** A power of two; the range the daemon accepts (limits.extentBytesMin … extentBytesMax) is the daemon's to check. */
+function parseExtentSize(text: string): number {
+  const bytes = parseBytes(text);
+  if (bytes === undefined || bytes <= 0) throw new UsageError(`--extent-size '${text}' is not a size; use a power of two with a binary unit, e.g. 64MiB or 256MiB`);
+  if (!isPowerOfTwo(bytes)) throw new UsageError(`--extent-size ${text} is not a power of two; use e.g. 64MiB, 256MiB or 1GiB`);
+  return bytes;
+}
+
 export function resolveEndpoint(flag: string | undefined, env: NodeJS.ProcessEnv): ApiEndpoint {
   const given = flag ?? env['CAIRN_API'];
   if (given !== undefined && given !== '') {
@@ -165,6 +202,14 @@ function formatVolumes(volumes: readonly VolumeView[]): string {
     volumes.map((v) => [v.name, formatBytes(v.sizeBytes), formatBytes(v.allocatedBytes), String(v.replicas), v.profile, v.state + (v.readOnly ? ' (ro)' : ''), String(v.connections),
       ...(attached ? [(v.attachments ?? []).map(describeAttachment).join(', ') || '-'] : [])]),
     new Set([1, 2, 3, 6]),
+  );
+}
+
+function formatProfiles(profiles: readonly ProfileView[]): string {
+  return formatTable(
+    ['NAME', 'REPLICAS', 'EXTENT SIZE', 'VOLUMES', 'DESCRIPTION'],
+    profiles.map((p) => [p.name, String(p.replicas), formatBytes(p.extentBytes), String(p.volumes), p.description === '' ? '-' : p.description]),
+    new Set([1, 2, 3]),
   );
 }
 
@@ -204,5 +249,5 @@ function formatBusyPoll(poll: BusyPollView | null): string {
   if (poll === null) return 'unknown';
   if (poll.maxMicros === 0) return 'off';
   const hitShare = poll.spins === 0 ? '' : ` (${Math.round((100 * poll.hits) / poll.spins)}% caught the next event)`;
-  return `up to ${poll.maxMicros} us per idle period, now ${poll.windowMicros} us; ${poll.spins} spin(s)${hitShare}, ${poll.spinSeconds.toFixed(1)} s of CPU spent spinning`;
+  return `up to ${poll.maxMicros} us per idle period, now ${poll.windowMicros} us; ${poll.spins} spin(s)${hitShare}, ${poll.spinSeconds.toFixed(1)} s spent spinning`;
 }

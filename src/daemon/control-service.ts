@@ -7,16 +7,18 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { statfs } from 'node:fs/promises';
 import type {
-  ApiEvent, AttachmentView, AttachRequest, BusyPollView, ControlService, CreateVolumeRequest, DetachRequest, DetachResult, NodeView, ProfileView,
-  StatusView, VolumeView,
+  ApiEvent, AttachmentView, AttachRequest, BusyPollView, ControlService, CreateProfileRequest, CreateVolumeRequest, DetachRequest, DetachResult, NodeView,
+  ProfileView, StatusView, VolumeView,
 } from '../api/types';
 import type { AttachManager } from '../attach';
 import { CairnError } from '../errors/cairn-error';
 import type { ExtentStore } from '../extent/extent-store';
+import { extentBytesDefault } from '../limits';
 import type { MetaLog } from '../meta/meta-log';
 import type { LoopPollStats } from '../native/binding';
-import { outcomeOf, volumeOf } from '../meta/results';
-import type { CommandBody, VolumeRecord } from '../meta/types';
+import { defaultProfile } from '../meta/cluster-map';
+import { outcomeOf, profileOf, volumeOf } from '../meta/results';
+import type { CommandBody, ProfileRecord, VolumeRecord } from '../meta/types';
 import type { Logger } from '../observe/logger';
 import type { VolumeRegistry } from './volume-registry';
 import { extentVolumeId } from './identity';
@@ -155,11 +157,36 @@ export class DaemonControlService implements ControlService {
 
   async listProfiles(): Promise<ProfileView[]> {
     const map = this.deps.meta.map;
-    const profiles = [map.getProfile('default'), ...map.listProfiles()].filter((p) => p !== undefined);
-    const unique = new Map(profiles.map((profile) => [profile.name, profile]));
-    return [...unique.values()].map((profile) => ({
-      name: profile.name, replicas: profile.replicas, extentBytes: profile.extentBytes, description: profile.description,
-    }));
+    const users = new Map<string, number>();
+    for (const volume of map.listVolumes()) users.set(volume.profile, (users.get(volume.profile) ?? 0) + 1);
+    return map.listProfiles().map((profile) => profileView(profile, users.get(profile.name) ?? 0));
+  }
+
+  /**
+   * Profiles made here take what the API cannot set from the built-in default profile's policy:
+   * no IOPS or bandwidth limit (the data path does not enforce QoS yet), the same placement and
+   * the same filesystem.
+   */
+  async createProfile(request: CreateProfileRequest): Promise<{ profile: ProfileView; created: boolean }> {
+    const result = await this.propose({
+      kind: 'createProfile', name: request.name, replicas: request.replicas ?? defaultProfile.replicas,
+      extentBytes: request.extentBytes ?? extentBytesDefault, iopsMax: 0, bandwidthBytesPerSecondMax: 0,
+      placement: defaultProfile.placement, filesystem: defaultProfile.filesystem, description: request.description ?? '',
+    });
+    const record = profileOf(result);
+    const profile = profileView(record, this.volumesUsing(record.name));
+    if (result.changed) {
+      this.deps.logger.info('profile created', { profile: profile.name, replicas: profile.replicas, extentBytes: profile.extentBytes });
+      this.emit({ type: 'profile.created', profile });
+    }
+    return { profile, created: result.changed };
+  }
+
+  async deleteProfile(name: string): Promise<void> {
+    // The map refuses 'default', unknown names and profiles still in use, with messages naming the fix.
+    profileOf(await this.propose({ kind: 'deleteProfile', name }));
+    this.deps.logger.info('profile deleted', { profile: name });
+    this.emit({ type: 'profile.deleted', name });
   }
 
   async listNodes(): Promise<NodeView[]> {
@@ -170,6 +197,10 @@ export class DaemonControlService implements ControlService {
         id: drive.id, path: drive.path, capacityBytes: drive.capacityBytes, usedBytes: map.driveUsage(drive.id)?.provisionedBytes ?? 0,
       })),
     })));
+  }
+
+  private volumesUsing(profileName: string): number {
+    return this.deps.meta.map.listVolumes().filter((volume) => volume.profile === profileName).length;
   }
 
   private find(name: string): VolumeRecord {
@@ -221,10 +252,14 @@ export class DaemonControlService implements ControlService {
   }
 }
 
+function profileView(profile: ProfileRecord, volumes: number): ProfileView {
+  return { name: profile.name, replicas: profile.replicas, extentBytes: profile.extentBytes, description: profile.description, volumes };
+}
+
 function busyPollView(stats: LoopPollStats | undefined): BusyPollView | null {
   if (stats === undefined) return null;
   return {
-    maxMicros: stats.maxSpinNs / 1000, windowMicros: stats.windowNs / 1000,
+    maxMicros: Math.round(stats.maxSpinNs / 1000), windowMicros: Math.round(stats.windowNs / 1000),
     spins: stats.spins, hits: stats.hits, timeouts: stats.timeouts, spinSeconds: stats.spinNs / 1e9,
   };
 }

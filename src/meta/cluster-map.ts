@@ -394,14 +394,11 @@ export class ClusterMap implements ClusterMapView {
     checkDescription(body.description);
     const existing = this.profiles.get(body.name);
     if (existing !== undefined) {
-      const same = existing.replicas === body.replicas && existing.extentBytes === body.extentBytes &&
-        existing.iopsMax === body.iopsMax && existing.bandwidthBytesPerSecondMax === body.bandwidthBytesPerSecondMax &&
-        existing.placement === body.placement && existing.filesystem === body.filesystem && existing.description === body.description;
-      if (same) return { outcome: { kind: 'profile', profile: existing }, changed: false };
+      const differences = profileDifferences(existing, body);
+      if (differences.length === 0) return { outcome: { kind: 'profile', profile: existing }, changed: false };
       throw new CairnError(
         'CAIRN_PROFILE_EXISTS',
-        `profile '${body.name}' already exists with other properties (${existing.replicas} replicas, ` +
-          `${formatBytes(existing.extentBytes)} extents); choose another name or delete it first`,
+        `profile '${body.name}' already exists with other properties (${differences.join('; ')}); choose another name or delete it first`,
       );
     }
     if (this.profiles.size >= profilesMax) {
@@ -922,4 +919,22 @@ export class ClusterMap implements ClusterMapView {
       this.requests.set(request.requestId, request);
     }
   }
+}
+
+/** What a create asks for that the existing profile of that name does not have, as 'replicas 2, asked 3'. */
+function profileDifferences(existing: ProfileRecord, asked: Extract<CommandBody, { kind: 'createProfile' }>): string[] {
+  const differences: string[] = [];
+  const compare = (what: string, has: string | number, wants: string | number, show: (value: string | number) => string = String): void => {
+    if (has !== wants) differences.push(`${what} ${show(has)}, asked ${show(wants)}`);
+  };
+  const bytes = (value: string | number): string => formatBytes(Number(value));
+  const quoted = (value: string | number): string => JSON.stringify(value);
+  compare('replicas', existing.replicas, asked.replicas);
+  compare('extent size', existing.extentBytes, asked.extentBytes, bytes);
+  compare('IOPS limit', existing.iopsMax, asked.iopsMax);
+  compare('bandwidth limit', existing.bandwidthBytesPerSecondMax, asked.bandwidthBytesPerSecondMax, (value) => `${bytes(value)}/s`);
+  compare('placement', existing.placement, asked.placement);
+  compare('filesystem', existing.filesystem, asked.filesystem, quoted);
+  compare('description', existing.description, asked.description, quoted);
+  return differences;
 }

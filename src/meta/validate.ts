@@ -141,7 +141,7 @@ export function checkReplicas(replicas: number): void {
 
 export function checkExtentBytes(extentBytes: number): void {
   if (!isPowerOfTwo(extentBytes) || extentBytes < extentBytesMin || extentBytes > extentBytesMax) {
-    throw invalid(`extent size ${extentBytes} bytes is not valid: use a power of two from ${formatBytes(extentBytesMin)} to ${formatBytes(extentBytesMax)}`);
+    throw invalid(`extent size ${formatBytes(extentBytes)} (${extentBytes} bytes) is not valid: use a power of two from ${formatBytes(extentBytesMin)} to ${formatBytes(extentBytesMax)}`);
   }
 }
 

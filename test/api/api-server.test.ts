@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { ApiClient, ApiError } from '../../src/api/client';
 import { ApiServer } from '../../src/api/server';
-import type { ApiEvent, ControlService, CreateVolumeRequest, VolumeView } from '../../src/api/types';
+import type { ApiEvent, ControlService, CreateProfileRequest, CreateVolumeRequest, ProfileView, VolumeView } from '../../src/api/types';
 import { CairnError } from '../../src/errors/cairn-error';
 
 class FakeService implements ControlService {
@@ -54,7 +54,28 @@ class FakeService implements ControlService {
     await this.getVolume(name);
     this.volumes.delete(name);
   }
-  async listProfiles() { return []; }
+  readonly profiles = new Map<string, ProfileView>();
+  /** Every request the service received, as the server parsed it. */
+  readonly profileRequests: CreateProfileRequest[] = [];
+  async listProfiles() { return [...this.profiles.values()]; }
+  async createProfile(request: CreateProfileRequest) {
+    this.profileRequests.push(request);
+    const profile: ProfileView = {
+      name: request.name, replicas: request.replicas ?? 1, extentBytes: request.extentBytes ?? 64 << 20, description: request.description ?? '', volumes: 0,
+    };
+    const existing = this.profiles.get(request.name);
+    if (existing) {
+      if (existing.replicas !== profile.replicas || existing.extentBytes !== profile.extentBytes || existing.description !== profile.description) {
+        throw new CairnError('CAIRN_PROFILE_EXISTS', `profile '${request.name}' already exists with other properties`);
+      }
+      return { profile: existing, created: false };
+    }
+    this.profiles.set(request.name, profile);
+    return { profile, created: true };
+  }
+  async deleteProfile(name: string) {
+    if (!this.profiles.delete(name)) throw new CairnError('CAIRN_PROFILE_NOT_FOUND', `profile '${name}' does not exist`);
+  }
   async listNodes() { return []; }
   subscribe(listener: (event: ApiEvent) => void) {
     this.listeners.add(listener);
@@ -123,6 +144,60 @@ t.test('the API over a Unix socket', async (t) => {
     t.equal((await rawRequest(socketPath, 'PATCH', '/v1/volumes/twice', '{"sizeBytes":1.5}')).status, 400);
     t.equal((await rawRequest(socketPath, 'GET', '/v2/anything')).status, 404);
     t.equal((await rawRequest(socketPath, 'PUT', '/v1/volumes')).status, 405);
+  });
+
+  t.test('profiles: create answers 201 then 200 for the same properties, delete 204, through the client too', async (t) => {
+    const body = JSON.stringify({ name: 'fast', replicas: 2, extentBytes: 256 << 20, description: 'for databases' });
+    const first = await rawRequest(socketPath, 'POST', '/v1/profiles', body, { 'content-type': 'application/json' });
+    const second = await rawRequest(socketPath, 'POST', '/v1/profiles', body, { 'content-type': 'application/json' });
+    t.equal(first.status, 201);
+    t.equal(second.status, 200);
+    t.same(JSON.parse(second.body), { name: 'fast', replicas: 2, extentBytes: 256 << 20, description: 'for databases', volumes: 0 });
+    t.same(service.profileRequests.at(-1), { name: 'fast', replicas: 2, extentBytes: 256 << 20, description: 'for databases' });
+    await t.rejects(client.createProfile({ name: 'fast' }), { code: 'CAIRN_PROFILE_EXISTS', status: 409 });
+    t.same(service.profileRequests.at(-1), { name: 'fast' }, 'omitted fields stay omitted: the service applies the defaults');
+    t.match(await client.createProfile({ name: 'slow', extentBytes: 1 << 20 }), { name: 'slow', extentBytes: 1 << 20 });
+    t.same((await client.listProfiles()).map((p) => p.name), ['fast', 'slow']);
+    t.equal((await rawRequest(socketPath, 'DELETE', '/v1/profiles/slow')).status, 204);
+    await t.rejects(client.deleteProfile('slow'), { code: 'CAIRN_PROFILE_NOT_FOUND', status: 404 });
+    await client.deleteProfile('fast');
+    t.same(await client.listProfiles(), []);
+  });
+
+  t.test('profile bodies of the wrong shape get 400 with a message naming the field', async (t) => {
+    const post = async (body: string) => {
+      const response = await rawRequest(socketPath, 'POST', '/v1/profiles', body, { 'content-type': 'application/json' });
+      return { status: response.status, body: JSON.parse(response.body) as unknown };
+    };
+    const before = service.profileRequests.length;
+    const cases: Array<[string, RegExp]> = [
+      ['{not json', /not valid JSON/],
+      ['', /expected a JSON object \{"name", "replicas"\?, "extentBytes"\?, "description"\?\}/],
+      ['[]', /expected a JSON object/],
+      ['"fast"', /expected a JSON object/],
+      ['{}', /name must be a string/],
+      ['{"name":7}', /name must be a string/],
+      ['{"name":"x","replicas":"2"}', /replicas must be a whole number/],
+      ['{"name":"x","replicas":1.5}', /replicas must be a whole number/],
+      ['{"name":"x","replicas":0}', /replicas must be a whole number, at least 1/],
+      ['{"name":"x","extentBytes":"256MiB"}', /extentBytes must be a positive whole number/],
+      ['{"name":"x","extentBytes":-4096}', /extentBytes must be a positive whole number/],
+      ['{"name":"x","extentBytes":1e300}', /extentBytes must be a positive whole number/],
+      ['{"name":"x","description":false}', /description must be a string/],
+      ['{"name":"x","extentSize":268435456}', /unknown field 'extentSize'; a profile takes "name", "replicas"\?, "extentBytes"\?, "description"\?/],
+      ['{"name":"x","iopsMax":1000}', /iopsMax cannot be set: IOPS limits are not enforced/],
+      ['{"name":"x","bandwidthBytesPerSecondMax":1000}', /bandwidthBytesPerSecondMax cannot be set/],
+      ['{"name":"x","placement":"spread-nodes"}', /placement cannot be set/],
+      ['{"name":"x","filesystem":"xfs"}', /filesystem cannot be set/],
+    ];
+    for (const [body, message] of cases) {
+      const response = await post(body);
+      t.equal(response.status, 400, `status for ${JSON.stringify(body)}`);
+      t.match(response.body, { error: { code: 'CAIRN_INVALID_ARGUMENT', message } }, `message for ${JSON.stringify(body)}`);
+    }
+    t.equal(service.profileRequests.length, before, 'no malformed body reached the service');
+    t.equal((await rawRequest(socketPath, 'PUT', '/v1/profiles/x')).status, 405);
+    t.equal((await rawRequest(socketPath, 'DELETE', '/v1/profiles')).status, 405);
   });
 
   t.test('a body larger than 1 MiB is refused with 413 before it is buffered', async (t) => {

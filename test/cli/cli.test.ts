@@ -2,11 +2,12 @@
 // and every failure prints one line naming the problem and the fix, with the documented exit code
 // (1 daemon refused, 2 usage, 3 daemon unreachable). Method: bin/cairn as a child process.
 import t from 'tap';
+import WebSocket from 'ws';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { cairnPath, startDaemon } from '../helpers/daemon';
 import { runTool } from '../helpers/tools';
-import type { StatusView, VolumeView } from '../../src/api/types';
+import type { ApiEvent, ProfileView, StatusView, VolumeView } from '../../src/api/types';
 
 t.test('cairn commands against a running daemon', async (t) => {
   const daemon = await startDaemon(t, { tcp: true });
@@ -79,7 +80,7 @@ t.test('cairn commands against a running daemon', async (t) => {
     t.match(human.stdout, /^node\s+test \(cairn /m);
     t.match(human.stdout, /^volumes\s+1 \(20 GiB provisioned/m);
     t.match(human.stdout, new RegExp(`127\\.0\\.0\\.1:${daemon.tcpPort}`));
-    t.match(human.stdout, /^busy poll\s+up to 200 us per idle period, now \d+ us; \d+ spin\(s\).*, \d+\.\d s of CPU spent spinning$/m);
+    t.match(human.stdout, /^busy poll\s+up to 200 us per idle period, now \d+ us; \d+ spin\(s\).*, \d+\.\d s spent spinning$/m);
     const json = JSON.parse((await cairn('--json', 'status')).stdout) as StatusView;
     t.match(json.nbd.busyPoll, { maxMicros: 200, windowMicros: Number, spins: Number, hits: Number, timeouts: Number, spinSeconds: Number });
     t.equal(json.volumes, 1);
@@ -103,6 +104,119 @@ t.test('cairn commands against a running daemon', async (t) => {
     const result = await runTool(process.execPath, [cairnPath, 'volume', 'list'], { env: { ...process.env, CAIRN_API: `unix:${daemon.apiSocket}` } });
     t.equal(result.code, 0);
     t.match(result.stdout, /^db\s/m);
+  });
+});
+
+t.test('profiles: create, use, list and delete', async (t) => {
+  const daemon = await startDaemon(t);
+  const cairn = (...args: string[]) => runTool(process.execPath, [cairnPath, '--api', `unix:${daemon.apiSocket}`, ...args], { timeoutMs: 30_000 });
+  // The daemon's event stream: profile.created and profile.deleted, once per change.
+  const events: ApiEvent[] = [];
+  const ws = new WebSocket(`ws+unix://${daemon.apiSocket}:/v1/events`);
+  t.teardown(() => ws.close());
+  await new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject); });
+  ws.on('message', (data: Buffer) => events.push(JSON.parse(data.toString()) as ApiEvent));
+  const profileNames = async (): Promise<string[]> => {
+    const listed = await cairn('--json', 'profile', 'list');
+    if (listed.code !== 0) throw new Error(`cairn profile list exited ${listed.code}: ${listed.stderr}`);
+    return (JSON.parse(listed.stdout) as ProfileView[]).map((p) => p.name);
+  };
+
+  t.test('profile create makes a profile with 256 MiB extents and says how to use it', async (t) => {
+    const result = await cairn('profile', 'create', 'fast', '--extent-size', '256MiB', '--description', 'for databases');
+    t.equal(result.code, 0, result.stderr);
+    t.match(result.stdout, /^profile 'fast' ready: 1 replica\(s\), 256 MiB extents$/m);
+    t.match(result.stdout, /cairn volume create NAME --size 10GiB --profile fast/);
+  });
+
+  t.test('the same profile again is idempotent; other properties name the conflict and the fix', async (t) => {
+    const same = await cairn('--json', 'profile', 'create', 'fast', '--extent-size', '256MiB', '--description', 'for databases');
+    t.equal(same.code, 0, same.stderr);
+    t.same(JSON.parse(same.stdout), { name: 'fast', replicas: 1, extentBytes: 256 * 1024 * 1024, description: 'for databases', volumes: 0 });
+    const other = await cairn('profile', 'create', 'fast', '--extent-size', '128MiB', '--description', 'for databases');
+    t.equal(other.code, 1);
+    t.match(other.stderr, /^cairn: profile 'fast' already exists with other properties \(extent size 256 MiB, asked 128 MiB\); choose another name or delete it first$/m);
+    const builtIn = await cairn('profile', 'create', 'default');
+    t.equal(builtIn.code, 1);
+    t.match(builtIn.stderr, /^cairn: profile 'default' is built in; choose another name$/m);
+  });
+
+  t.test('volume create --profile uses the profile\'s extent size', async (t) => {
+    const created = await cairn('volume', 'create', 'db', '--size', '10GiB', '--profile', 'fast');
+    t.equal(created.code, 0, created.stderr);
+    t.match(created.stdout, /volume 'db' ready: 10 GiB, 1 replica\(s\)/);
+    const inspected = await cairn('volume', 'inspect', 'db');
+    t.equal(inspected.code, 0, inspected.stderr);
+    t.match(inspected.stdout, /^extent size\s+256 MiB$/m);
+    t.match(inspected.stdout, /^profile\s+fast$/m);
+    const unknown = await cairn('volume', 'create', 'other', '--size', '1GiB', '--profile', 'nope');
+    t.equal(unknown.code, 1);
+    t.match(unknown.stderr, /^cairn: profile 'nope' does not exist; 'cairn profile list' shows the profiles$/m);
+  });
+
+  t.test('profile list prints a table with the volumes using each, and --json the API view', async (t) => {
+    const table = await cairn('profile', 'list');
+    t.equal(table.code, 0, table.stderr);
+    t.match(table.stdout, /^NAME\s+REPLICAS\s+EXTENT SIZE\s+VOLUMES\s+DESCRIPTION$/m);
+    t.match(table.stdout, /^default\s+1\s+64 MiB\s+0\s+built in/m);
+    t.match(table.stdout, /^fast\s+1\s+256 MiB\s+1\s+for databases$/m);
+    const json = await cairn('--json', 'profile', 'ls');
+    t.equal(json.code, 0, json.stderr);
+    t.match(JSON.parse(json.stdout), [
+      { name: 'default', replicas: 1, extentBytes: 64 * 1024 * 1024, volumes: 0 },
+      { name: 'fast', replicas: 1, extentBytes: 256 * 1024 * 1024, description: 'for databases', volumes: 1 },
+    ]);
+  });
+
+  t.test('a profile in use cannot be deleted; once its volume is gone it can', async (t) => {
+    const inUse = await cairn('profile', 'delete', 'fast');
+    t.equal(inUse.code, 1);
+    t.match(inUse.stderr, /^cairn: profile 'fast' is used by 1 volume \(db\); delete them first$/m);
+    t.same(await profileNames(), ['default', 'fast']);
+    t.equal((await cairn('volume', 'delete', 'db')).code, 0);
+    const deleted = await cairn('profile', 'rm', 'fast');
+    t.equal(deleted.code, 0, deleted.stderr);
+    t.match(deleted.stdout, /^profile 'fast' deleted$/m);
+    t.same(await profileNames(), ['default']);
+    const profileEvents = events.filter((event) => event.type.startsWith('profile.'));
+    t.match(profileEvents, [{ type: 'profile.created', profile: { name: 'fast', extentBytes: 256 * 1024 * 1024 } }, { type: 'profile.deleted', name: 'fast' }]);
+    t.equal(profileEvents.length, 2, 'the idempotent repeat and the refused requests emitted nothing');
+  });
+
+  t.test('the built-in profile and unknown profiles cannot be deleted, with clear errors', async (t) => {
+    const builtIn = await cairn('profile', 'delete', 'default');
+    t.equal(builtIn.code, 1);
+    t.match(builtIn.stderr, /^cairn: profile 'default' is built in and cannot be deleted$/m);
+    const unknown = await cairn('profile', 'delete', 'fast');
+    t.equal(unknown.code, 1);
+    t.match(unknown.stderr, /^cairn: profile 'fast' does not exist; 'cairn profile list' shows the profiles$/m);
+  });
+
+  t.test('bad extent sizes and replica counts are refused: usage errors exit 2, limits of the daemon exit 1', async (t) => {
+    const notPowerOfTwo = await cairn('profile', 'create', 'odd', '--extent-size', '3MiB');
+    t.equal(notPowerOfTwo.code, 2);
+    t.match(notPowerOfTwo.stderr, /^cairn: --extent-size 3MiB is not a power of two; use e\.g\. 64MiB, 256MiB or 1GiB$/m);
+    const unparsable = await cairn('profile', 'create', 'odd', '--extent-size', 'lots');
+    t.equal(unparsable.code, 2);
+    t.match(unparsable.stderr, /^cairn: --extent-size 'lots' is not a size; use a power of two with a binary unit/m);
+    const tooLarge = await cairn('profile', 'create', 'odd', '--extent-size', '2GiB');
+    t.equal(tooLarge.code, 1);
+    t.match(tooLarge.stderr, /^cairn: extent size 2 GiB \(2147483648 bytes\) is not valid: use a power of two from 1 MiB to 1 GiB$/m);
+    const tooSmall = await cairn('profile', 'create', 'odd', '--extent-size', '512KiB');
+    t.equal(tooSmall.code, 1);
+    t.match(tooSmall.stderr, /power of two from 1 MiB to 1 GiB/);
+    for (const replicas of ['0', 'two', '1.5', '-1']) {
+      const bad = await cairn('profile', 'create', 'odd', `--replicas=${replicas}`);
+      t.equal(bad.code, 2, `--replicas ${replicas}`);
+      t.match(bad.stderr, new RegExp(`^cairn: --replicas must be a whole number, at least 1, got '${replicas.replace('.', '\\.')}'$`, 'm'));
+    }
+    const tooMany = await cairn('profile', 'create', 'odd', '--replicas', '9');
+    t.equal(tooMany.code, 1);
+    t.match(tooMany.stderr, /^cairn: replicas must be from 1 to 5, not 9$/m);
+    const badName = await cairn('profile', 'create', 'Bad Name');
+    t.equal(badName.code, 1);
+    t.match(badName.stderr, /^cairn: profile name 'Bad Name' is not valid/m);
+    t.same(await profileNames(), ['default'], 'no refused request created a profile');
   });
 });
 

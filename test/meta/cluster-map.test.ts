@@ -137,7 +137,12 @@ void t.test('profiles', async (t) => {
     const again = h.profile('fast', { replicas: 2, extentBytes: 32 * MiB, iopsMax: 1000, bandwidthBytesPerSecondMax: 50 * MiB, placement: 'spread-nodes', filesystem: 'xfs', description: 'SSD' });
     t.equal(again.changed, false);
     t.equal(profileOf(again), profile);
-    expectError(t, h.profile('fast', { replicas: 3 }), 'CAIRN_PROFILE_EXISTS', "profile 'fast' already exists with other properties (2 replicas, 32 MiB extents); choose another name or delete it first");
+    const fast = { replicas: 2, extentBytes: 32 * MiB, iopsMax: 1000, bandwidthBytesPerSecondMax: 50 * MiB, placement: 'spread-nodes', filesystem: 'xfs', description: 'SSD' } as const;
+    expectError(t, h.profile('fast', { ...fast, replicas: 3 }), 'CAIRN_PROFILE_EXISTS', "profile 'fast' already exists with other properties (replicas 2, asked 3); choose another name or delete it first");
+    expectError(t, h.profile('fast', { ...fast, extentBytes: 64 * MiB, filesystem: 'ext4', description: 'disk' }), 'CAIRN_PROFILE_EXISTS',
+      'profile \'fast\' already exists with other properties (extent size 32 MiB, asked 64 MiB; filesystem "xfs", asked "ext4"; description "SSD", asked "disk"); choose another name or delete it first');
+    expectError(t, h.profile('fast', { ...fast, iopsMax: 0, bandwidthBytesPerSecondMax: 0, placement: 'spread-domains' }), 'CAIRN_PROFILE_EXISTS',
+      "profile 'fast' already exists with other properties (IOPS limit 1000, asked 0; bandwidth limit 50 MiB/s, asked 0 B/s; placement spread-nodes, asked spread-domains); choose another name or delete it first");
     t.same(h.map.listProfiles().map((p) => p.name), ['default', 'fast']);
   });
 
@@ -146,7 +151,7 @@ void t.test('profiles', async (t) => {
     expectError(t, h.profile('Bad'), 'CAIRN_INVALID_ARGUMENT', /^profile name 'Bad' is not valid/);
     expectError(t, h.profile('p', { replicas: 0 }), 'CAIRN_INVALID_ARGUMENT', 'replicas must be from 1 to 5, not 0');
     expectError(t, h.profile('p', { replicas: 6 }), 'CAIRN_INVALID_ARGUMENT', 'replicas must be from 1 to 5, not 6');
-    expectError(t, h.profile('p', { extentBytes: 3 * MiB }), 'CAIRN_INVALID_ARGUMENT', `extent size ${3 * MiB} bytes is not valid: use a power of two from 1 MiB to 1 GiB`);
+    expectError(t, h.profile('p', { extentBytes: 3 * MiB }), 'CAIRN_INVALID_ARGUMENT', `extent size 3 MiB (${3 * MiB} bytes) is not valid: use a power of two from 1 MiB to 1 GiB`);
     expectError(t, h.profile('p', { extentBytes: 512 * 1024 }), 'CAIRN_INVALID_ARGUMENT', /is not valid: use a power of two/);
     expectError(t, h.profile('p', { extentBytes: 2 * GiB }), 'CAIRN_INVALID_ARGUMENT', /is not valid: use a power of two/);
     expectError(t, h.profile('p', { iopsMax: -1 }), 'CAIRN_INVALID_ARGUMENT', 'iopsMax must be a whole number, 0 for unlimited, not -1');
