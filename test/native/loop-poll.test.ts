@@ -91,14 +91,18 @@ t.test('time spent serving events is not idle time: slow requests keep the spin 
   poll.loopPollSet(500_000);
   const before = poll.loopPollStats();
   const cell = new Int32Array(new SharedArrayBuffer(4));
+  let openRounds = 0;
   for (let round = 0; round < 100; round++) {
     await worker.ask(0);
     Atomics.wait(cell, 0, 0, 1); // 1 ms of "work" on this thread, as a slow request would take
+    if (poll.loopPollStats().windowNs > 0) openRounds++;
   }
-  const after = poll.loopPollStats();
-  const { spins, hits } = delta(after, before);
-  t.ok(after.windowNs > 0, `the window stayed open (${after.windowNs} ns)`);
-  t.ok(hits > 50, `most answers were caught by a spin (${hits} of ${spins} spins, 100 answers)`);
+  const { spins, hits, timeouts } = delta(poll.loopPollStats(), before);
+  // Counting the work as idle shuts the window after almost every answer: it was open after 4-9
+  // of 100 rounds, measured, against 100 here on a quiet machine and 54-100 with two CPU hogs
+  // running. (How many spins catch an answer depends on the load, so it is not asserted.)
+  t.ok(openRounds > 25, `the window was open after ${openRounds} of 100 rounds (${hits} of ${spins} spins caught an answer)`);
+  t.equal(spins, hits + timeouts, 'every spin ends by an event or by its window');
   poll.loopPollSet(0);
 });
 
