@@ -10,7 +10,7 @@ import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http
 import { timingSafeEqual } from 'node:crypto';
 import { WebSocketServer, WebSocket } from 'ws';
 import { CairnError, errorWire, isCairnError } from '../errors/cairn-error';
-import { apiBodyBytesMax } from '../limits';
+import { apiBodyBytesMax, descriptionBytesMax, nameBytesMax } from '../limits';
 import { Logger, silentLogger } from '../observe/logger';
 import type { ApiEndpoint } from '../config/config';
 import type { AttachRequest, ControlService, CreateProfileRequest, CreateVolumeRequest, DetachRequest } from './types';
@@ -107,7 +107,7 @@ export class ApiServer {
       if (matchingPath.length === 0) throw new HttpError(404, 'CAIRN_NOT_FOUND', `no such endpoint: ${url.pathname}`);
       const route = matchingPath.find((candidate) => candidate.method === request.method);
       if (!route) throw new HttpError(405, 'CAIRN_METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${url.pathname}`);
-      const params = (route.pattern.exec(url.pathname) ?? []).slice(1).map((part) => decodeURIComponent(part));
+      const params = (route.pattern.exec(url.pathname) ?? []).slice(1).map(decodePathPart);
       const requestBody = request.method === 'POST' || request.method === 'PATCH' ? await readJsonBody(request) : undefined;
       ({ status, body } = await route.handler(request, params, requestBody));
     } catch (error) {
@@ -177,6 +177,26 @@ export class ApiServer {
   }
 }
 
+/** One %-encoded path segment; a malformed escape is the client's mistake (400), not ours. */
+function decodePathPart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new HttpError(400, 'CAIRN_INVALID_ARGUMENT', `'${part.slice(0, 80)}' has a malformed %-escape; encode names with encodeURIComponent`);
+  }
+}
+
+/**
+ * Text the API stores (names, descriptions) must be well-formed Unicode of bounded size: checked
+ * before anything is proposed, so an oversized or malformed value never reaches the metadata log.
+ */
+const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function checkText(field: string, value: string, bytesMax: number): void {
+  if (loneSurrogate.test(value)) throw new CairnError('CAIRN_INVALID_ARGUMENT', `${field} must be valid Unicode text (it holds a lone surrogate)`);
+  if (Buffer.byteLength(value) > bytesMax) throw new CairnError('CAIRN_INVALID_ARGUMENT', `${field} is longer than ${bytesMax} bytes`);
+}
+
 class HttpError extends Error {
   constructor(readonly status: number, readonly code: string, message: string) {
     super(message);
@@ -187,6 +207,7 @@ function parseCreateVolume(body: unknown): CreateVolumeRequest {
   if (typeof body !== 'object' || body === null) throw new CairnError('CAIRN_INVALID_ARGUMENT', 'expected a JSON object {"name", "sizeBytes", "profile"?}');
   const { name, sizeBytes, profile, readOnly } = body as Record<string, unknown>;
   if (typeof name !== 'string') throw new CairnError('CAIRN_INVALID_ARGUMENT', 'name must be a string');
+  checkText('name', name, nameBytesMax);
   if (typeof sizeBytes !== 'number' || !Number.isSafeInteger(sizeBytes)) throw new CairnError('CAIRN_INVALID_ARGUMENT', 'sizeBytes must be an integer number of bytes');
   if (profile !== undefined && typeof profile !== 'string') throw new CairnError('CAIRN_INVALID_ARGUMENT', 'profile must be a string');
   if (readOnly !== undefined && typeof readOnly !== 'boolean') throw new CairnError('CAIRN_INVALID_ARGUMENT', 'readOnly must be a boolean');
@@ -214,13 +235,14 @@ function parseCreateProfile(body: unknown): CreateProfileRequest {
   const fields = body as Record<string, unknown>;
   for (const key of Object.keys(fields)) {
     if (createProfileFields.has(key)) continue;
-    const reason = unsettableProfileFields[key];
+    const reason = Object.hasOwn(unsettableProfileFields, key) ? unsettableProfileFields[key] : undefined;
     throw new CairnError('CAIRN_INVALID_ARGUMENT', reason !== undefined
       ? `${key} cannot be set: ${reason}`
       : `unknown field '${key.slice(0, 64)}'; a profile takes "name", "replicas"?, "extentBytes"?, "description"?`);
   }
   const { name, replicas, extentBytes, description } = fields;
   if (typeof name !== 'string') throw new CairnError('CAIRN_INVALID_ARGUMENT', 'name must be a string');
+  checkText('name', name, nameBytesMax);
   if (replicas !== undefined && (typeof replicas !== 'number' || !Number.isSafeInteger(replicas) || replicas < 1)) {
     throw new CairnError('CAIRN_INVALID_ARGUMENT', 'replicas must be a whole number, at least 1');
   }
@@ -228,6 +250,7 @@ function parseCreateProfile(body: unknown): CreateProfileRequest {
     throw new CairnError('CAIRN_INVALID_ARGUMENT', 'extentBytes must be a positive whole number of bytes (a power of two)');
   }
   if (description !== undefined && typeof description !== 'string') throw new CairnError('CAIRN_INVALID_ARGUMENT', 'description must be a string');
+  if (description !== undefined) checkText('description', description, descriptionBytesMax);
   return {
     name,
     ...(replicas === undefined ? {} : { replicas }),

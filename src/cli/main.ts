@@ -98,7 +98,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       print(result, () => (result.detached ? `volume '${name}' detached from ${result.device}` : `volume '${name}' was not attached`));
     });
   volume.command('delete <name>').alias('rm').description('delete a volume and free its space').action(async (name: string) => {
-    await client().deleteVolume(name);
+    await client().deleteVolume(nonEmpty('volume', name));
     print({ deleted: name }, () => `volume '${name}' deleted`);
   });
 
@@ -121,7 +121,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     print(profiles, () => formatProfiles(profiles));
   });
   profile.command('delete <name>').alias('rm').description('delete a profile no volume uses').action(async (name: string) => {
-    await client().deleteProfile(name);
+    await client().deleteProfile(nonEmpty('profile', name));
     print({ deleted: name }, () => `profile '${name}' deleted`);
   });
 
@@ -151,6 +151,12 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
 }
 
 class UsageError extends Error {}
+
+/** A name argument the shell passed as '' would address the collection, not one member. */
+function nonEmpty(what: string, name: string): string {
+  if (name === '') throw new UsageError(`the ${what} name is empty; 'cairn ${what} list' shows the names`);
+  return name;
+}
 
 /** Attach and detach wait for the kernel (a flush of a busy device can take a while). */
 const attachTimeoutMs = 300_000;

@@ -432,8 +432,9 @@ export class ClusterMap implements ClusterMapView {
     if (users.length > 0) {
       const shown = users.length > 5 ? `${users.slice(0, 5).join(', ')}, …` : users.join(', ');
       throw new CairnError(
-        'CAIRN_INVALID_ARGUMENT',
-        `profile '${body.name}' is used by ${users.length} volume${users.length === 1 ? '' : 's'} (${shown}); delete them first`,
+        'CAIRN_PROFILE_IN_USE',
+        `profile '${body.name}' is used by ${users.length} volume${users.length === 1 ? '' : 's'} (${shown}); ` +
+          `delete ${users.length === 1 ? 'it' : 'them'} first (cairn volume delete ${users[0] ?? ''})`,
       );
     }
     this.profiles.delete(body.name);
@@ -931,8 +932,9 @@ function profileDifferences(existing: ProfileRecord, asked: Extract<CommandBody,
   const quoted = (value: string | number): string => JSON.stringify(value);
   compare('replicas', existing.replicas, asked.replicas);
   compare('extent size', existing.extentBytes, asked.extentBytes, bytes);
-  compare('IOPS limit', existing.iopsMax, asked.iopsMax);
-  compare('bandwidth limit', existing.bandwidthBytesPerSecondMax, asked.bandwidthBytesPerSecondMax, (value) => `${bytes(value)}/s`);
+  const limit = (show: (value: string | number) => string) => (value: string | number): string => (value === 0 ? 'unlimited' : show(value));
+  compare('IOPS limit', existing.iopsMax, asked.iopsMax, limit(String));
+  compare('bandwidth limit', existing.bandwidthBytesPerSecondMax, asked.bandwidthBytesPerSecondMax, limit((value) => `${bytes(value)}/s`));
   compare('placement', existing.placement, asked.placement);
   compare('filesystem', existing.filesystem, asked.filesystem, quoted);
   compare('description', existing.description, asked.description, quoted);

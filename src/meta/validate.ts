@@ -28,7 +28,8 @@ const labelKeyPattern = /^[A-Za-z0-9][A-Za-z0-9._/-]*$/;
 const labelValuePattern = /^[A-Za-z0-9._-]*$/;
 const failureDomainPattern = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const printablePattern = /^[\x21-\x7e]+$/;
-const controlPattern = /[\x00-\x1f\x7f]/;
+/** C0 and C1 controls, and the bidirectional overrides and isolates that reorder displayed text. */
+const controlPattern = /[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/;
 /** Volume ids: `vol:` and the index of the entry that created the volume. */
 const volumeIdPattern = /^vol:[1-9][0-9]{0,15}$/;
 
@@ -49,7 +50,8 @@ export function utf8Bytes(text: string): number {
 /** Volume, profile and node names; node and drive ids follow the same rule. */
 export function checkName(what: string, name: string): void {
   if (name.length === 0 || name.length > nameBytesMax || !namePattern.test(name)) {
-    throw invalid(`${what} '${name}' is not valid: use 1–${nameBytesMax} characters from a-z 0-9 . _ -, starting with a letter or digit`);
+    const shown = name.length > 80 ? `${name.slice(0, 80)}…` : name;
+    throw invalid(`${what} '${shown}' is not valid: use 1–${nameBytesMax} characters from a-z 0-9 . _ -, starting with a letter or digit`);
   }
 }
 

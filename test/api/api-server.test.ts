@@ -189,6 +189,12 @@ t.test('the API over a Unix socket', async (t) => {
       ['{"name":"x","bandwidthBytesPerSecondMax":1000}', /bandwidthBytesPerSecondMax cannot be set/],
       ['{"name":"x","placement":"spread-nodes"}', /placement cannot be set/],
       ['{"name":"x","filesystem":"xfs"}', /filesystem cannot be set/],
+      ['{"name":"x","constructor":1}', /^unknown field 'constructor'; a profile takes/],
+      ['{"name":"x","toString":1}', /^unknown field 'toString'; a profile takes/],
+      ['{"name":"a\\ud800b"}', /^name must be valid Unicode text \(it holds a lone surrogate\)$/],
+      ['{"name":"x","description":"a\\udc00"}', /^description must be valid Unicode text/],
+      [`{"name":"${'n'.repeat(100_000)}"}`, /^name is longer than 63 bytes$/],
+      [`{"name":"x","description":"${'d'.repeat(257)}"}`, /^description is longer than 256 bytes$/],
     ];
     for (const [body, message] of cases) {
       const response = await post(body);
@@ -196,6 +202,9 @@ t.test('the API over a Unix socket', async (t) => {
       t.match(response.body, { error: { code: 'CAIRN_INVALID_ARGUMENT', message } }, `message for ${JSON.stringify(body)}`);
     }
     t.equal(service.profileRequests.length, before, 'no malformed body reached the service');
+    const malformed = await rawRequest(socketPath, 'DELETE', '/v1/profiles/%ZZ');
+    t.equal(malformed.status, 400, 'a malformed %-escape in the path is the client\'s mistake');
+    t.match(JSON.parse(malformed.body), { error: { code: 'CAIRN_INVALID_ARGUMENT', message: /'%ZZ' has a malformed %-escape/ } });
     t.equal((await rawRequest(socketPath, 'PUT', '/v1/profiles/x')).status, 405);
     t.equal((await rawRequest(socketPath, 'DELETE', '/v1/profiles')).status, 405);
   });

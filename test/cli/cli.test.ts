@@ -171,7 +171,7 @@ t.test('profiles: create, use, list and delete', async (t) => {
   t.test('a profile in use cannot be deleted; once its volume is gone it can', async (t) => {
     const inUse = await cairn('profile', 'delete', 'fast');
     t.equal(inUse.code, 1);
-    t.match(inUse.stderr, /^cairn: profile 'fast' is used by 1 volume \(db\); delete them first$/m);
+    t.match(inUse.stderr, /^cairn: profile 'fast' is used by 1 volume \(db\); delete it first \(cairn volume delete db\)$/m);
     t.same(await profileNames(), ['default', 'fast']);
     t.equal((await cairn('volume', 'delete', 'db')).code, 0);
     const deleted = await cairn('profile', 'rm', 'fast');
@@ -190,6 +190,12 @@ t.test('profiles: create, use, list and delete', async (t) => {
     const unknown = await cairn('profile', 'delete', 'fast');
     t.equal(unknown.code, 1);
     t.match(unknown.stderr, /^cairn: profile 'fast' does not exist; 'cairn profile list' shows the profiles$/m);
+    const empty = await cairn('profile', 'delete', '');
+    t.equal(empty.code, 2, 'an empty name is a usage error, not a request for the collection');
+    t.match(empty.stderr, /^cairn: the profile name is empty; 'cairn profile list' shows the names$/m);
+    const emptyVolume = await cairn('volume', 'delete', '');
+    t.equal(emptyVolume.code, 2);
+    t.match(emptyVolume.stderr, /^cairn: the volume name is empty; 'cairn volume list' shows the names$/m);
   });
 
   t.test('bad extent sizes and replica counts are refused: usage errors exit 2, limits of the daemon exit 1', async (t) => {

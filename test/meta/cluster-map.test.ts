@@ -142,7 +142,7 @@ void t.test('profiles', async (t) => {
     expectError(t, h.profile('fast', { ...fast, extentBytes: 64 * MiB, filesystem: 'ext4', description: 'disk' }), 'CAIRN_PROFILE_EXISTS',
       'profile \'fast\' already exists with other properties (extent size 32 MiB, asked 64 MiB; filesystem "xfs", asked "ext4"; description "SSD", asked "disk"); choose another name or delete it first');
     expectError(t, h.profile('fast', { ...fast, iopsMax: 0, bandwidthBytesPerSecondMax: 0, placement: 'spread-domains' }), 'CAIRN_PROFILE_EXISTS',
-      "profile 'fast' already exists with other properties (IOPS limit 1000, asked 0; bandwidth limit 50 MiB/s, asked 0 B/s; placement spread-nodes, asked spread-domains); choose another name or delete it first");
+      "profile 'fast' already exists with other properties (IOPS limit 1000, asked unlimited; bandwidth limit 50 MiB/s, asked unlimited; placement spread-nodes, asked spread-domains); choose another name or delete it first");
     t.same(h.map.listProfiles().map((p) => p.name), ['default', 'fast']);
   });
 
@@ -157,6 +157,10 @@ void t.test('profiles', async (t) => {
     expectError(t, h.profile('p', { iopsMax: -1 }), 'CAIRN_INVALID_ARGUMENT', 'iopsMax must be a whole number, 0 for unlimited, not -1');
     expectError(t, h.profile('p', { bandwidthBytesPerSecondMax: 1.5 }), 'CAIRN_INVALID_ARGUMENT', /^bandwidthBytesPerSecondMax must be a whole number/);
     expectError(t, h.profile('p', { description: 'x'.repeat(257) }), 'CAIRN_INVALID_ARGUMENT', 'description is not valid: use at most 256 bytes without control characters');
+    for (const control of ['\u0007', '\u009b', '\u202e', '\u2066']) {
+      expectError(t, h.profile('p', { description: `a${control}b` }), 'CAIRN_INVALID_ARGUMENT', /^description is not valid/);
+    }
+    expectError(t, h.profile('p'.repeat(1000)), 'CAIRN_INVALID_ARGUMENT', /^profile name 'p{80}…' is not valid/);
     t.same(h.map.listProfiles().map((p) => p.name), ['default']);
   });
 
@@ -165,7 +169,7 @@ void t.test('profiles', async (t) => {
     profileOf(h.profile('two', { replicas: 2 }));
     volumeOf(h.volume('db', GiB, 'two'));
     expectError(t, h.apply({ kind: 'deleteProfile', name: 'nope' }), 'CAIRN_PROFILE_NOT_FOUND', "profile 'nope' does not exist; 'cairn profile list' shows the profiles");
-    expectError(t, h.apply({ kind: 'deleteProfile', name: 'two' }), 'CAIRN_INVALID_ARGUMENT', "profile 'two' is used by 1 volume (db); delete them first");
+    expectError(t, h.apply({ kind: 'deleteProfile', name: 'two' }), 'CAIRN_PROFILE_IN_USE', "profile 'two' is used by 1 volume (db); delete it first (cairn volume delete db)");
     volumeOf(h.delete('db'));
     const deleted = profileOf(h.apply({ kind: 'deleteProfile', name: 'two' }));
     t.equal(deleted.name, 'two');
