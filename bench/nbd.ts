@@ -87,8 +87,14 @@ export async function runNbdBench(argv: string[]): Promise<void> {
     }
     const table = formatResults(jobs, results);
     process.stdout.write(table + '\n');
+    // What cairnd's busy poll cost over the whole run (time spent spinning bounds its CPU cost).
+    const cairnBusyPoll = want('cairn') ? (await new ApiClient({ endpoint: { kind: 'unix', path: join(root, 'cairn-api.sock') } }).status()).nbd.busyPoll : null;
+    if (cairnBusyPoll) {
+      const share = cairnBusyPoll.spins === 0 ? 0 : (100 * cairnBusyPoll.hits) / cairnBusyPoll.spins;
+      process.stdout.write(`cairnd busy poll: ${cairnBusyPoll.spins} spins, ${share.toFixed(0)}% caught the next event, ${cairnBusyPoll.spinSeconds.toFixed(1)} s spent spinning\n`);
+    }
     mkdirSync(dirname(out), { recursive: true });
-    writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), runtimeSeconds, sizeBytes, cairnExtentBytes: extentBytes ?? null, results }, null, 2) + '\n');
+    writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), runtimeSeconds, sizeBytes, cairnExtentBytes: extentBytes ?? null, cairnBusyPoll, results }, null, 2) + '\n');
     process.stdout.write(`saved ${out}\n`);
   } finally {
     await cleanup();
