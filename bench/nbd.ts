@@ -88,7 +88,7 @@ export async function runNbdBench(argv: string[]): Promise<void> {
     const table = formatResults(jobs, results);
     process.stdout.write(table + '\n');
     // What cairnd's busy poll cost over the whole run (time spent spinning bounds its CPU cost).
-    const cairnBusyPoll = want('cairn') ? (await new ApiClient({ endpoint: { kind: 'unix', path: join(root, 'cairn-api.sock') } }).status()).nbd.busyPoll : null;
+    const cairnBusyPoll = want('cairn') ? (await cairnApi(root).status()).nbd.busyPoll : null;
     if (cairnBusyPoll) {
       const share = cairnBusyPoll.spins === 0 ? 0 : (100 * cairnBusyPoll.hits) / cairnBusyPoll.spins;
       process.stdout.write(`cairnd busy poll: ${cairnBusyPoll.spins} spins, ${share.toFixed(0)}% caught the next event, ${cairnBusyPoll.spinSeconds.toFixed(1)} s spent spinning\n`);
@@ -101,16 +101,19 @@ export async function runNbdBench(argv: string[]): Promise<void> {
   }
 }
 
+const cairnApiPath = (root: string): string => join(root, 'cairn-api.sock');
+const cairnApi = (root: string): ApiClient => new ApiClient({ endpoint: { kind: 'unix', path: cairnApiPath(root) } });
+
 async function startCairn(root: string, sizeBytes: number, extentBytes: number | undefined): Promise<{ server: Server; uri: string }> {
   const dataDir = join(root, 'cairn');
   const socket = join(root, 'cairn-nbd.sock');
-  const api = join(root, 'cairn-api.sock');
+  const api = cairnApiPath(root);
   const server = startServer('cairn', process.execPath, [
     resolve(__dirname, '..', '..', 'bin', 'cairnd'), '--data-dir', dataDir, '--nbd-listen', 'none', '--nbd-socket', socket,
     '--api', `unix:${api}`, '--node-name', 'bench', '--log-level', 'warn',
   ], { ...process.env, UV_THREADPOOL_SIZE: process.env['UV_THREADPOOL_SIZE'] ?? '16' });
   await waitForSocket(api);
-  const client = new ApiClient({ endpoint: { kind: 'unix', path: api } });
+  const client = cairnApi(root);
   if (extentBytes !== undefined) await client.createProfile({ name: 'bench', extentBytes });
   await client.createVolume({ name: 'bench', sizeBytes, ...(extentBytes === undefined ? {} : { profile: 'bench' }) });
   return { server, uri: `nbd+unix:///bench?socket=${socket}` };

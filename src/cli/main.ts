@@ -109,7 +109,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .option('--description <text>', 'free text shown by profile list')
     .action(async (name: string, options: { replicas?: string; extentSize?: string; description?: string }) => {
       const request: { -readonly [K in keyof CreateProfileRequest]: CreateProfileRequest[K] } = { name };
-      if (options.replicas !== undefined) request.replicas = parseReplicas(options.replicas);
+      if (options.replicas !== undefined) request.replicas = parseCount('--replicas', options.replicas, 1);
       if (options.extentSize !== undefined) request.extentBytes = parseExtentSize(options.extentSize);
       if (options.description !== undefined) request.description = options.description;
       const created = await client().createProfile(request);
@@ -161,8 +161,11 @@ function nonEmpty(what: string, name: string): string {
 /** Attach and detach wait for the kernel (a flush of a busy device can take a while). */
 const attachTimeoutMs = 300_000;
 
-function parseCount(flag: string, text: string): number {
-  if (!/^\d{1,9}$/.test(text)) throw new UsageError(`${flag} must be a whole number, got '${text}'`);
+/** A whole number of at most nine digits, at least `minimum`; the daemon checks the upper bounds. */
+function parseCount(flag: string, text: string, minimum = 0): number {
+  if (!/^\d{1,9}$/.test(text) || Number(text) < minimum) {
+    throw new UsageError(`${flag} must be a whole number${minimum > 0 ? `, at least ${minimum}` : ''}, got '${text}'`);
+  }
   return Number(text);
 }
 
@@ -170,12 +173,6 @@ function parseSize(text: string): number {
   const bytes = parseBytes(text);
   if (bytes === undefined || bytes <= 0) throw new UsageError(`'${text}' is not a size; use a number with a binary unit, e.g. 10GiB or 512MiB`);
   return bytes;
-}
-
-/** At least one; the most a cluster allows is the daemon's to say. */
-function parseReplicas(text: string): number {
-  if (!/^\d{1,9}$/.test(text) || Number(text) < 1) throw new UsageError(`--replicas must be a whole number, at least 1, got '${text}'`);
-  return Number(text);
 }
 
 /** A power of two; the range the daemon accepts (limits.extentBytesMin … extentBytesMax) is the daemon's to check. */

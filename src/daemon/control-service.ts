@@ -13,7 +13,6 @@ import type {
 import type { AttachManager } from '../attach';
 import { CairnError } from '../errors/cairn-error';
 import type { ExtentStore } from '../extent/extent-store';
-import { extentBytesDefault } from '../limits';
 import type { MetaLog } from '../meta/meta-log';
 import type { LoopPollStats } from '../native/binding';
 import { defaultProfile } from '../meta/cluster-map';
@@ -170,7 +169,7 @@ export class DaemonControlService implements ControlService {
   async createProfile(request: CreateProfileRequest): Promise<{ profile: ProfileView; created: boolean }> {
     const result = await this.propose({
       kind: 'createProfile', name: request.name, replicas: request.replicas ?? defaultProfile.replicas,
-      extentBytes: request.extentBytes ?? extentBytesDefault, iopsMax: 0, bandwidthBytesPerSecondMax: 0,
+      extentBytes: request.extentBytes ?? defaultProfile.extentBytes, iopsMax: 0, bandwidthBytesPerSecondMax: 0,
       placement: defaultProfile.placement, filesystem: defaultProfile.filesystem, description: request.description ?? '',
     });
     const record = profileOf(result);

@@ -3,12 +3,13 @@
  * stops them in reverse:
  *
  *   start: data dir → metadata (LevelDB; its LOCK refuses a second daemon) → node + drive
- *          registration → extent stores → orphan sweep → demo volume → NBD listeners and the
- *          event loop's busy poll (config nbd.busyPollMicros) → kernel reattach (fresh sockets for the devices a previous cairnd attached) → API →
- *          systemd READY=1 (+ watchdog keep-alives)
+ *          registration → extent stores → orphan sweep → demo volume → NBD listeners →
+ *          the event loop's busy poll (config nbd.busyPollMicros) → kernel reattach (fresh
+ *          sockets for the devices a previous cairnd attached) → API → systemd READY=1
+ *          (+ watchdog keep-alives)
  *   stop:  systemd STOPPING=1 → API → kernel attachments (their devices stay, waiting for the
- *          next cairnd) → NBD server (drain in-flight, then close) → busy poll off → flush every open volume →
- *          extent stores → metadata log → LevelDB
+ *          next cairnd) → NBD server (drain in-flight, then close) → busy poll off → flush every
+ *          open volume → extent stores → metadata log → LevelDB
  *
  * Only this module wires real I/O implementations together.
  */
