@@ -11,17 +11,19 @@
  * the best ratio any Node server reaches on this machine.
  *
  * With --extent-size SIZE, Cairn's volume is made on a profile with that extent size (default: the
- * 64 MiB of the built-in profile). nbdkit and qemu-nbd serve one file; a Cairn volume is one file
- * per extent, and on ext4 a QD1 write + flush that lands on a different file each time costs more
- * (see the issue notes): `--extent-size 1GiB` puts a 1 GiB volume in one file, like the others.
+ * 64 MiB of the built-in profile). Cairn keeps the volume in one segment file per drive, as
+ * nbdkit and qemu-nbd keep theirs in one image; --per-extent adds a second Cairn, `cairn-pe`,
+ * started with `--segment-size` equal to the extent size (one file per extent, the original
+ * layout), so the table shows in the same run what the layout costs on flush-bound jobs.
  *
- *   npm run bench -- nbd [--runtime 10] [--size 1GiB] [--out bench/results/nbd.json] [--only cairn,nbdkit] [--floor] [--jobs a,b] [--extent-size 1GiB]
+ *   npm run bench -- nbd [--runtime 10] [--size 1GiB] [--out bench/results/nbd.json] [--only cairn,nbdkit] [--floor] [--per-extent] [--jobs a,b] [--extent-size 1GiB]
  */
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync, openSync, ftruncateSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { ApiClient } from '../src/api/client';
 import { GiB, parseBytes } from '../src/util/units';
+import { extentBytesDefault } from '../src/limits';
 import { run, Server, startServer, waitForSocket } from './processes';
 
 interface Job { readonly name: string; readonly rw: string; readonly bs: string; readonly iodepth: number; readonly fsync?: boolean; readonly connections: number }
@@ -59,7 +61,8 @@ export async function runNbdBench(argv: string[]): Promise<void> {
     const extentSize = option(argv, 'extent-size');
     const extentBytes = extentSize === undefined ? undefined : parseBytes(extentSize);
     if (extentSize !== undefined && extentBytes === undefined) throw new Error(`--extent-size '${extentSize}' is not a size; use e.g. 1GiB`);
-    if (want('cairn')) servers.push(await startCairn(root, sizeBytes, extentBytes));
+    if (want('cairn')) servers.push(await startCairn(root, 'cairn', sizeBytes, extentBytes));
+    if (argv.includes('--per-extent')) servers.push(await startCairn(root, 'cairn-pe', sizeBytes, extentBytes, extentBytes ?? extentBytesDefault));
     if (want('nbdkit')) servers.push(await startNbdkit(root, sizeBytes));
     if (want('qemu-nbd')) servers.push(await startQemuNbd(root, sizeBytes));
     if (argv.includes('--floor')) servers.push(await startFloor(root, sizeBytes));
@@ -88,7 +91,7 @@ export async function runNbdBench(argv: string[]): Promise<void> {
     const table = formatResults(jobs, results);
     process.stdout.write(table + '\n');
     // What cairnd's busy poll cost over the whole run (time spent spinning bounds its CPU cost).
-    const cairnBusyPoll = want('cairn') ? (await cairnApi(root).status()).nbd.busyPoll : null;
+    const cairnBusyPoll = want('cairn') ? (await cairnApi(root, 'cairn').status()).nbd.busyPoll : null;
     if (cairnBusyPoll) {
       const share = cairnBusyPoll.spins === 0 ? 0 : (100 * cairnBusyPoll.hits) / cairnBusyPoll.spins;
       process.stdout.write(`cairnd busy poll: ${cairnBusyPoll.spins} spins, ${share.toFixed(0)}% caught the next event, ${cairnBusyPoll.spinSeconds.toFixed(1)} s spent spinning\n`);
@@ -101,19 +104,22 @@ export async function runNbdBench(argv: string[]): Promise<void> {
   }
 }
 
-const cairnApiPath = (root: string): string => join(root, 'cairn-api.sock');
-const cairnApi = (root: string): ApiClient => new ApiClient({ endpoint: { kind: 'unix', path: cairnApiPath(root) } });
+const cairnApiPath = (root: string, name: string): string => join(root, `${name}-api.sock`);
+const cairnApi = (root: string, name: string): ApiClient => new ApiClient({ endpoint: { kind: 'unix', path: cairnApiPath(root, name) } });
 
-async function startCairn(root: string, sizeBytes: number, extentBytes: number | undefined): Promise<{ server: Server; uri: string }> {
-  const dataDir = join(root, 'cairn');
-  const socket = join(root, 'cairn-nbd.sock');
-  const api = cairnApiPath(root);
-  const server = startServer('cairn', process.execPath, [
+/** A cairnd named `name` (its files under root/name) serving the volume `bench`; with segmentBytes, passed as --segment-size. */
+async function startCairn(root: string, name: string, sizeBytes: number, extentBytes: number | undefined,
+  segmentBytes?: number): Promise<{ server: Server; uri: string }> {
+  const dataDir = join(root, name);
+  const socket = join(root, `${name}-nbd.sock`);
+  const api = cairnApiPath(root, name);
+  const server = startServer(name, process.execPath, [
     resolve(__dirname, '..', '..', 'bin', 'cairnd'), '--data-dir', dataDir, '--nbd-listen', 'none', '--nbd-socket', socket,
     '--api', `unix:${api}`, '--node-name', 'bench', '--log-level', 'warn',
+    ...(segmentBytes === undefined ? [] : ['--segment-size', String(segmentBytes)]),
   ], { ...process.env, UV_THREADPOOL_SIZE: process.env['UV_THREADPOOL_SIZE'] ?? '16' });
   await waitForSocket(api);
-  const client = cairnApi(root);
+  const client = cairnApi(root, name);
   if (extentBytes !== undefined) await client.createProfile({ name: 'bench', extentBytes });
   await client.createVolume({ name: 'bench', sizeBytes, ...(extentBytes === undefined ? {} : { profile: 'bench' }) });
   return { server, uri: `nbd+unix:///bench?socket=${socket}` };
@@ -175,8 +181,9 @@ async function runFio(root: string, job: Job, serverName: string, uri: string, s
 
 function formatResults(jobs: readonly Job[], results: readonly Result[]): string {
   const servers = [...new Set(results.map((r) => r.server))];
-  const withFloor = servers.includes('floor');
-  const header = ['job', ...servers.flatMap((s) => [`${s} IOPS`, `${s} MB/s`, `${s} p50/p99 us`]), 'cairn/nbdkit', ...(withFloor ? ['floor/nbdkit'] : [])];
+  // Ratios to nbdkit for Cairn (always a column) and for the optional second Cairn and floor.
+  const ratioServers = ['cairn', ...['cairn-pe', 'floor'].filter((name) => servers.includes(name))];
+  const header = ['job', ...servers.flatMap((s) => [`${s} IOPS`, `${s} MB/s`, `${s} p50/p99 us`]), ...ratioServers.map((s) => `${s}/nbdkit`)];
   const rows = jobs.map((job) => {
     const cells = [job.name];
     for (const server of servers) {
@@ -188,7 +195,7 @@ function formatResults(jobs: readonly Job[], results: readonly Result[]): string
       const r = results.find((x) => x.job === job.name && x.server === server);
       return r && nbdkit && nbdkit.iops > 0 ? (r.iops / nbdkit.iops).toFixed(2) : '-';
     };
-    cells.push(ratio('cairn'), ...(withFloor ? [ratio('floor')] : []));
+    cells.push(...ratioServers.map(ratio));
     return cells;
   });
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));

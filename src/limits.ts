@@ -36,7 +36,7 @@ export const extentBytesMin = 1 * MiB;
 export const extentBytesMax = 1 * GiB;
 /** Largest volume. 2^53 bounds JS integers; 1 PiB is well inside and plenty. */
 export const volumeBytesMax = 1024 * TiB;
-/** Open extent file descriptors kept cached by one extent store. */
+/** Open segment file descriptors kept cached by one extent store. */
 export const extentOpenFilesMax = 256;
 /** Longest volume / profile / node name. */
 export const nameBytesMax = 63;

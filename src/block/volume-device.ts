@@ -1,18 +1,19 @@
 /**
  * VolumeDevice: a BlockDevice over one volume of the local extent store (src/extent), on one drive
  * or spread over several drives of this node (each extent routed to its drive). Every
- * request is cut at extent boundaries and each piece goes to its extent file; pieces of one
- * request run concurrently.
+ * request is cut at extent boundaries and each piece goes to the segment file holding its
+ * extent; pieces of one request run concurrently.
  *
  * Capabilities: writable unless opened read-only; flush, trim, zero, cache and extents always;
  * fast zero where the drive punches holes (zeroing is then a metadata operation); multi-conn,
  * because flush covers every write of the volume whichever connection issued it; FUA native
  * (pwritev2 RWF_DSYNC, one thread-pool hop).
  *
- * `extents` is bounded: one call describes at most `extentsDescriptorsMax` descriptors, visits at
- * most `extentsScanFilesMax` extent files (each costs lseek calls) and at most
- * `extentsScanExtentsMax` extents, so a query over a 1 TiB volume returns a prefix quickly and
- * the caller asks again. Adjacent descriptors of the same kind are merged, across extents too.
+ * `extents` is bounded: one call describes at most `extentsDescriptorsMax` descriptors, makes at
+ * most `extentsScanFilesMax` lseek walks over files and visits at most `extentsScanExtentsMax`
+ * pieces (an extent, or on one drive the rest of a segment), so a query over a huge volume
+ * returns a prefix quickly and the caller asks again. On one drive a walk runs through a whole
+ * segment, so a 1 TiB volume in its one segment file is described in one call. Adjacent descriptors of the same kind are merged, across extents too.
  */
 import { extentBytesDefault, nbdBlockStatusDescriptorsMax } from '../limits';
 import { assert } from '../util/assert';
@@ -181,12 +182,17 @@ export class VolumeDevice extends BlockDeviceBase {
     while (position < end && merged.length < extentsDescriptorsMax && extentsVisited < extentsScanExtentsMax) {
       const index = Math.floor(position / extentBytes);
       const within = position - index * extentBytes;
-      const pieceLength = Math.min(extentBytes - within, end - position);
+      const volume = this.at(index);
+      // On one drive, a piece runs on to the end of the extent's segment: one file, one walk
+      // over many extents. Spread over drives, neighbouring extents may live elsewhere.
+      const pieceEnd = this.routeExtent === undefined
+        ? (volume.segmentOf(index) + 1) * volume.segmentBytes : (index + 1) * extentBytes;
+      const pieceLength = Math.min(pieceEnd, end) - position;
       let pieces: Extent[];
-      if (this.at(index).hasExtentFile(index)) {
+      if (volume.hasFileFor(index)) {
         if (filesVisited === extentsScanFilesMax) break;
         filesVisited++;
-        pieces = await this.at(index).allocation(index, within, pieceLength, extentsDescriptorsMax - merged.length + 1);
+        pieces = await volume.allocation(index, within, pieceLength, extentsDescriptorsMax - merged.length + 1);
       } else {
         pieces = [{ length: pieceLength, hole: true, zero: true }];
       }

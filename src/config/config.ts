@@ -10,7 +10,7 @@ import { isIP } from 'node:net';
 import { homedir, hostname } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { CairnError } from '../errors/cairn-error';
-import { GiB, parseBytes } from '../util/units';
+import { GiB, isPowerOfTwo, MiB, parseBytes, PiB } from '../util/units';
 import { nameBytesMax } from '../limits';
 
 export interface HostPort { readonly host: string; readonly port: number }
@@ -25,6 +25,12 @@ export interface DaemonConfig {
   readonly dataDir: string;
   /** Directories whose filesystems hold extent files. */
   readonly drives: readonly string[];
+  /**
+   * Volume bytes per segment file for volumes first stored on a drive (see
+   * src/extent/extent-layout.ts), or null for the store's default: 1 TiB, or the longest file
+   * the drive's filesystem takes. A volume always uses at least its extent size.
+   */
+  readonly segmentBytes: number | null;
   readonly nbd: {
     /** TCP listeners; loopback only until TLS is configured. Empty = no TCP listener. */
     readonly listen: readonly HostPort[];
@@ -54,6 +60,7 @@ export interface ConfigInput {
   nodeName?: unknown;
   dataDir?: unknown;
   drives?: unknown;
+  segmentSize?: unknown;
   nbd?: { listen?: unknown; socket?: unknown; busyPollMicros?: unknown };
   api?: { listen?: unknown; token?: unknown };
   log?: { level?: unknown; format?: unknown };
@@ -62,6 +69,9 @@ export interface ConfigInput {
 }
 
 export const defaultNbdPort = 10809;
+const segmentBytesMin = 1 * MiB;
+/** Segments up to 1 PiB: the largest volume, in one file where the filesystem allows it. */
+const segmentBytesMax = 1 * PiB;
 /** Default event-loop busy poll: the kernel's haltpoll governor polls up to 200 us too. */
 export const defaultBusyPollMicros = 200;
 /** Most a busy poll may be configured to spin (the native bound, 10 ms). */
@@ -129,7 +139,7 @@ const nodeNamePattern = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/;
 
 export function validateConfig(input: ConfigInput): DaemonConfig {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) fail('(root)', 'expected a JSON object');
-  const known = new Set(['nodeName', 'dataDir', 'drives', 'nbd', 'api', 'log', 'demoVolume', 'shutdownTimeoutSeconds']);
+  const known = new Set(['nodeName', 'dataDir', 'drives', 'segmentSize', 'nbd', 'api', 'log', 'demoVolume', 'shutdownTimeoutSeconds']);
   for (const key of Object.keys(input)) if (!known.has(key)) fail(key, `unknown setting (known: ${[...known].join(', ')})`);
 
   const nodeName = input.nodeName === undefined ? hostname().toLowerCase().replace(/[^a-z0-9.-]/g, '-') : expectString('nodeName', input.nodeName);
@@ -144,6 +154,16 @@ export function validateConfig(input: ConfigInput): DaemonConfig {
     if (!Array.isArray(input.drives) || input.drives.length === 0) fail('drives', 'expected a non-empty list of directories');
     drives = input.drives.map((drive, i) => expectPath(`drives[${i}]`, drive));
     if (new Set(drives).size !== drives.length) fail('drives', 'lists the same directory twice');
+  }
+
+  let segmentBytes: number | null = null;
+  if (input.segmentSize !== undefined && input.segmentSize !== null) {
+    const size = input.segmentSize;
+    const bytes = typeof size === 'number' ? size : parseBytes(expectString('segmentSize', size));
+    if (bytes === undefined || !isPowerOfTwo(bytes) || bytes < segmentBytesMin || bytes > segmentBytesMax) {
+      fail('segmentSize', `expected a power of two from 1MiB to 1PiB (e.g. 1TiB; 1MiB keeps one file per extent), got ${JSON.stringify(size)}`);
+    }
+    segmentBytes = bytes;
   }
 
   const nbdInput = input.nbd ?? {};
@@ -193,7 +213,7 @@ export function validateConfig(input: ConfigInput): DaemonConfig {
   }
 
   return {
-    nodeName, dataDir, drives,
+    nodeName, dataDir, drives, segmentBytes,
     nbd: { listen, socket, busyPollMicros },
     api: { endpoint, token },
     log: { level, format },

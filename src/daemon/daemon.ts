@@ -95,7 +95,10 @@ export class Daemon {
         const stats = statfsSync(drive);
         await this.propose({ kind: 'addDrive', driveId, nodeId: this.nodeId, path: drive, capacityBytes: stats.blocks * stats.bsize });
       }
-      this.stores.set(driveId, await ExtentStore.open({ drivePath: drive, onWarning: (message) => this.logger.warn(message) }));
+      this.stores.set(driveId, await ExtentStore.open({
+        drivePath: drive, onWarning: (message) => this.logger.warn(message),
+        ...(config.segmentBytes === null ? {} : { segmentBytes: config.segmentBytes }),
+      }));
     }
     await this.removeOrphanVolumes();
 

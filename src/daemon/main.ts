@@ -15,6 +15,7 @@ interface Flags {
   dataDir?: string;
   nodeName?: string;
   drive?: string[];
+  segmentSize?: string;
   nbdListen?: string[];
   nbdSocket?: string;
   nbdBusyPoll?: string;
@@ -32,6 +33,7 @@ export function parseFlags(argv: readonly string[]): Flags {
     .option('--data-dir <dir>', 'data directory (metadata, lock, default drive)')
     .option('--node-name <name>', 'this node\'s name')
     .option('--drive <dir>', 'a drive directory (repeat for several)', collect, undefined)
+    .option('--segment-size <size>', 'volume bytes per file on a drive for new volumes (default 1TiB; 1MiB = one file per extent)')
     .option('--nbd-listen <host:port>', 'NBD TCP listener, loopback only (repeat for several; "none" for no TCP)', collect, undefined)
     .option('--nbd-socket <path>', 'NBD Unix socket ("none" to disable)')
     .option('--nbd-busy-poll <micros>', 'longest event-loop spin for the next request, in microseconds (adaptive; 0 = off)')
@@ -63,6 +65,7 @@ export function buildConfig(flags: Flags): DaemonConfig {
   }
   if (flags.nodeName !== undefined) input.nodeName = flags.nodeName;
   if (flags.drive !== undefined) input.drives = flags.drive;
+  if (flags.segmentSize !== undefined) input.segmentSize = flags.segmentSize;
   if (flags.nbdListen !== undefined) input.nbd = { ...input.nbd, listen: flags.nbdListen.filter((entry) => entry !== 'none') };
   if (flags.nbdSocket !== undefined) input.nbd = { ...input.nbd, socket: flags.nbdSocket === 'none' ? null : flags.nbdSocket };
   if (flags.nbdBusyPoll !== undefined) {

@@ -1,11 +1,18 @@
 /**
- * ExtentStore: the local extent store on one drive (a directory). A volume's extent i lives in
- * the sparse file `<drive>/volumes/<volumeId>/<i>.extent`, created on first write; a missing
- * file reads as zeroes. See extent-layout.ts for the arithmetic and stored-volume.ts for the
- * per-volume I/O and durability contract.
+ * ExtentStore: the local extent store on one drive (a directory). The extents a volume keeps on
+ * this drive live in sparse segment files under `<drive>/volumes/<volumeId>/`, each covering
+ * segmentBytes of the volume (extent-layout.ts), created on the first write to their span; a
+ * missing file reads as zeroes. See stored-volume.ts for the per-volume I/O and durability
+ * contract.
+ *
+ * Segment size: a volume first stored on this drive gets max(its extent size, the store's
+ * segmentBytes), recorded in its layout.json. The store's default is 1 TiB, so a volume of up to
+ * 1 TiB is one file and its FLUSH one fdatasync (per drive), as for a disk image; it is halved
+ * at open until the drive's filesystem accepts a file that long (ext4 with 1 KiB blocks stops at
+ * 16 GiB). Volumes recorded without a segment size are the one-file-per-extent layout and keep it.
  *
  * Owns: the drive's directory tree, the probe of what its filesystem supports, the bounded LRU
- * cache of open extent descriptors shared by all volumes of the drive, and the open volumes.
+ * cache of open segment descriptors shared by all volumes of the drive, and the open volumes.
  *
  * Invariants:
  * - At most `openFilesMax` descriptors are cached, except while every cached one has I/O in
@@ -13,8 +20,8 @@
  *   never closed; a dirty fd is fdatasync'ed before it is closed (so no write error is lost).
  * - Every directory this store creates is fsync'ed into its parent before the call that made it
  *   returns; extent files are made durable in their directory by flush / fua (stored-volume.ts).
- * - Each volume directory records its extent size (layout.json); opening it with another size
- *   is refused, so bytes are never read from the wrong place.
+ * - Each volume directory records its extent and segment sizes (layout.json); opening it with
+ *   another extent size is refused, so bytes are never read from the wrong place.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -22,16 +29,16 @@ import { promisify } from 'node:util';
 import { CairnError } from '../errors/cairn-error';
 import { extentOpenFilesMax } from '../limits';
 import { assert } from '../util/assert';
-import { MiB } from '../util/units';
+import { isPowerOfTwo, MiB, TiB } from '../util/units';
 import { fallocateModes, FallocateModes, loadNativeBinding, NativeBinding } from '../native/binding';
 import { extentError, isUnsupportedError } from './extent-errors';
 import {
-  checkLayout, checkVolumeId, extentFileName, layoutFileName, parseExtentFileName, VolumeLayout,
-  volumesDirectoryName,
+  checkFileLayout, checkLayout, checkVolumeId, FileLayout, layoutFileName, parseSegmentFileName, segmentBytesMax,
+  segmentFileName, VolumeLayout, volumesDirectoryName,
 } from './extent-layout';
 import { OpenExtentList } from './open-extent-list';
-import { allocatedBytesOf, listExtentFiles, StoredVolume } from './stored-volume';
-import type { DriveFeatures, OpenExtent, SyncFunction, VolumeServices } from './extent-types';
+import { allocatedBytesOf, listSegmentFiles, StoredVolume } from './stored-volume';
+import type { DriveFeatures, OpenSegment, SyncFunction, VolumeServices } from './extent-types';
 
 export type { DriveFeatures, SyncFunction, SyncTarget } from './extent-types';
 export { StoredVolume } from './stored-volume';
@@ -46,17 +53,28 @@ const renamePath = promisify(fs.rename);
 const removePath = promisify(fs.rm);
 const readDirectory = promisify(fs.readdir);
 const fsyncFile = promisify(fs.fsync);
+const truncateFile = promisify(fs.ftruncate);
 
 /** Default largest request served on the main thread (see stored-volume.ts, "Engines"). */
 export const inlineIoBytesMaxDefault = 128 * 1024;
 const zeroBufferBytes = 1 * MiB;
 const probeFileName = '.cairn-feature-probe';
+/** Segment size of volumes first stored on a drive, unless its filesystem caps files lower. */
+export const segmentBytesDefault = 1 * TiB;
+/** The smallest segment the probe falls back to; below it, files hold one extent each. */
+const segmentBytesProbeMin = 1 * MiB;
 
 export interface ExtentStoreOptions {
   /** The drive: an existing directory. */
   readonly drivePath: string;
-  /** Cached open extent descriptors (default limits.extentOpenFilesMax). */
+  /** Cached open segment descriptors (default limits.extentOpenFilesMax). */
   readonly openFilesMax?: number;
+  /**
+   * Segment size for volumes first stored on this drive: a power of two in [1 MiB, 2^50]; a
+   * volume uses max(this, its extent size). Default segmentBytesDefault, or the largest file the
+   * filesystem takes. A value the filesystem cannot hold is refused (CAIRN_CONFIG).
+   */
+  readonly segmentBytes?: number;
   /** Largest request tried on the main thread; larger ones always use the thread pool. */
   readonly inlineIoBytesMax?: number;
   /** The addon (default: the real one); tests pass a spy or a double. */
@@ -71,18 +89,21 @@ export class ExtentStore {
   readonly drivePath: string;
   readonly volumesPath: string;
   readonly openFilesMax: number;
+  /** Segment size for volumes first stored here (each uses at least its extent size). */
+  readonly segmentBytes: number;
   private readonly features: DriveFeatures;
   private readonly services: VolumeServices;
-  private readonly openList = new OpenExtentList<OpenExtent>();
+  private readonly openList = new OpenExtentList<OpenSegment>();
   private readonly volumes = new Map<string, StoredVolume>();
   private readonly volumesOpening = new Map<string, Promise<StoredVolume>>();
   private closed = false;
   private readonly warn: (message: string) => void;
 
-  private constructor(options: ExtentStoreOptions, native: NativeBinding, features: DriveFeatures) {
+  private constructor(options: ExtentStoreOptions, native: NativeBinding, features: DriveFeatures, segmentBytes: number) {
     this.drivePath = options.drivePath;
     this.volumesPath = path.join(options.drivePath, volumesDirectoryName);
     this.openFilesMax = options.openFilesMax ?? extentOpenFilesMax;
+    this.segmentBytes = segmentBytes;
     this.features = features;
     const modes: FallocateModes = fallocateModes(native.constants);
     const sync: SyncFunction = options.sync ?? parallelSync(native);
@@ -92,9 +113,9 @@ export class ExtentStore {
     this.services = {
       native, modes, sync, features,
       inlineIoBytesMax: options.inlineIoBytesMax ?? inlineIoBytesMaxDefault,
-      acquire: (volume, index, create) => this.acquire(volume, index, create),
-      lookup: (volume, index) => {
-        const entry = volume.openExtents.get(index);
+      acquire: (volume, segment, create) => this.acquire(volume, segment, create),
+      lookup: (volume, segment) => {
+        const entry = volume.openSegments.get(segment);
         if (entry !== undefined) this.openList.touch(entry);
         return entry;
       },
@@ -110,13 +131,18 @@ export class ExtentStore {
 
   /**
    * Opens the store on an existing drive directory: creates `volumes/` if needed and probes
-   * what the filesystem supports (punch hole, zero range, non-blocking reads and writes).
+   * what the filesystem supports (punch hole, zero range, non-blocking reads and writes, how
+   * long a file may be).
    */
   static async open(options: ExtentStoreOptions): Promise<ExtentStore> {
     const openFilesMax = options.openFilesMax ?? extentOpenFilesMax;
     assert(Number.isSafeInteger(openFilesMax) && openFilesMax >= 1, 'openFilesMax is a positive integer');
     const inline = options.inlineIoBytesMax ?? inlineIoBytesMaxDefault;
     assert(Number.isSafeInteger(inline) && inline >= 0, 'inlineIoBytesMax is a non-negative integer');
+    const asked = options.segmentBytes;
+    if (asked !== undefined && (!isPowerOfTwo(asked) || asked < segmentBytesProbeMin || asked > segmentBytesMax)) {
+      throw new CairnError('CAIRN_CONFIG', `segment size ${String(asked)} must be a power of two from 1 MiB to 2^50 bytes`);
+    }
     let stats: fs.Stats;
     try {
       stats = await statPath(options.drivePath);
@@ -126,8 +152,8 @@ export class ExtentStore {
     if (!stats.isDirectory()) throw new CairnError('CAIRN_CONFIG', `drive ${options.drivePath} is not a directory`);
     const native = options.native ?? loadNativeBinding();
     await ensureDirectory(path.join(options.drivePath, volumesDirectoryName));
-    const features = await probeFeatures(native, options.drivePath);
-    const store = new ExtentStore(options, native, features);
+    const { features, segmentBytes } = await probeDrive(native, options.drivePath, asked);
+    const store = new ExtentStore(options, native, features, segmentBytes);
     if (!features.punchHole) {
       store.warn(`the filesystem of ${options.drivePath} does not support punching holes: TRIM and WRITE_ZEROES write zeroes and free no space; put the drive on ext4, xfs or btrfs`);
     }
@@ -192,15 +218,18 @@ export class ExtentStore {
     }
   }
 
-  /** Bytes allocated on the drive for a volume (open or not): sum of st_blocks × 512. */
+  /** Bytes allocated on the drive for a volume (open or not): sum of st_blocks × 512 of its segment files. */
   async allocatedBytes(volumeId: string): Promise<number> {
     checkVolumeId(volumeId);
     const open = this.volumes.get(volumeId);
     if (open !== undefined) return open.allocatedBytes();
     const directory = path.join(this.volumesPath, volumeId);
     if (!await pathExists(directory)) return 0;
-    const indexes = await listExtentFiles(directory, parseExtentFileName);
-    return allocatedBytesOf(directory, [...indexes].map((index) => extentFileName(index)));
+    // No record: the volume never stored a byte here (the record is written before any file).
+    const layout = await readLayoutRecord(directory);
+    if (layout === undefined) return 0;
+    const segments = await listSegmentFiles(directory, (name) => parseSegmentFileName(layout, name));
+    return allocatedBytesOf(directory, [...segments].map((segment) => segmentFileName(layout, segment)));
   }
 
   /** Flushes and closes one volume's handle; its files stay. */
@@ -258,38 +287,38 @@ export class ExtentStore {
 
   // --- descriptor cache -----------------------------------------------------------------------
 
-  private async acquire(volume: StoredVolume, index: number, create: boolean): Promise<OpenExtent | undefined> {
+  private async acquire(volume: StoredVolume, segment: number, create: boolean): Promise<OpenSegment | undefined> {
     for (;;) {
-      const cached = volume.openExtents.get(index);
+      const cached = volume.openSegments.get(segment);
       if (cached !== undefined) {
         this.openList.touch(cached);
         cached.inflight++;
         return cached;
       }
-      if (!create && !volume.hasExtentFile(index)) return undefined;
-      const pending = volume.opening.get(index);
+      if (!create && !volume.hasSegmentFile(segment)) return undefined;
+      const pending = volume.opening.get(segment);
       if (pending === undefined) break;
       await pending.catch(() => undefined); // then look again: it may have failed or not created
     }
-    const opening = this.openInto(volume, index, create);
-    volume.opening.set(index, opening);
+    const opening = this.openInto(volume, segment, create);
+    volume.opening.set(segment, opening);
     try {
       return await opening;
     } finally {
-      volume.opening.delete(index);
+      volume.opening.delete(segment);
     }
   }
 
-  private async openInto(volume: StoredVolume, index: number, create: boolean): Promise<OpenExtent | undefined> {
+  private async openInto(volume: StoredVolume, segment: number, create: boolean): Promise<OpenSegment | undefined> {
     await this.makeRoom();
-    const entry = await volume.openFile(index, create);
+    const entry = await volume.openFile(segment, create);
     if (entry === undefined) return undefined;
     if (!volume.isOpen) {
       // The volume started closing while its file opened; do not leak the descriptor.
       await closeFile(entry.fd).catch(() => undefined);
       throw new CairnError('CAIRN_CLOSED', `volume ${volume.volumeId} is closing`);
     }
-    volume.openExtents.set(index, entry);
+    volume.openSegments.set(segment, entry);
     this.openList.append(entry);
     entry.inflight++; // the caller's pin, taken before any other task can pick it for eviction
     return entry;
@@ -317,19 +346,19 @@ export class ExtentStore {
     }
   }
 
-  private pickVictim(): OpenExtent | undefined {
+  private pickVictim(): OpenSegment | undefined {
     for (const entry of this.openList.fromOldest()) {
       if (entry.inflight === 0 && !entry.evicting && !(entry.dirty && entry.writebackFailed)) return entry;
     }
     return undefined;
   }
 
-  private async closeEntry(entry: OpenExtent): Promise<void> {
+  private async closeEntry(entry: OpenSegment): Promise<void> {
     if (entry.closed) return;
     assert(entry.inflight === 0, 'never close a descriptor with I/O in flight');
     entry.closed = true;
     this.openList.remove(entry);
-    const removed = entry.volume.openExtents.delete(entry.index);
+    const removed = entry.volume.openSegments.delete(entry.segment);
     assert(removed, 'a cached entry is in its volume map');
     try {
       await closeFile(entry.fd);
@@ -344,15 +373,15 @@ export class ExtentStore {
   private async loadVolume(layout: VolumeLayout): Promise<StoredVolume> {
     const directory = path.join(this.volumesPath, layout.volumeId);
     await ensureDirectory(directory);
-    await ensureLayoutRecord(directory, layout);
-    const existing = await listExtentFiles(directory, parseExtentFileName);
+    const fileLayout = await ensureLayoutRecord(directory, layout, Math.max(this.segmentBytes, layout.extentBytes));
+    const existing = await listSegmentFiles(directory, (name) => parseSegmentFileName(fileLayout, name));
     let directoryFd: number;
     try {
       directoryFd = await openFile(directory, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
     } catch (error) {
       throw extentError(error, 'open', directory);
     }
-    return new StoredVolume(this.services, layout, directory, directoryFd, existing);
+    return new StoredVolume(this.services, { ...layout, ...fileLayout }, directory, directoryFd, existing);
   }
 
   private checkOpen(): void {
@@ -403,34 +432,56 @@ async function ensureDirectory(directory: string): Promise<void> {
   await syncDirectoryPath(path.dirname(directory));
 }
 
-/** Writes layout.json atomically on first use; afterwards checks the extent size against it. */
-async function ensureLayoutRecord(directory: string, layout: VolumeLayout): Promise<void> {
+/** The file layout recorded in a volume directory, or undefined when it has no record yet. */
+async function readLayoutRecord(directory: string): Promise<FileLayout | undefined> {
   const recordPath = path.join(directory, layoutFileName);
-  let text: string | undefined;
+  let text: string;
   try {
     text = await readTextFile(recordPath, 'utf8');
   } catch (error) {
-    if ((error as { code?: unknown }).code !== 'ENOENT') throw extentError(error, 'read', recordPath);
+    if ((error as { code?: unknown }).code === 'ENOENT') return undefined;
+    throw extentError(error, 'read', recordPath);
   }
-  if (text !== undefined) {
-    if (text.length > 4096) throw new CairnError('CAIRN_CORRUPT', `${recordPath} is too long to be a layout record`);
-    let recorded: unknown;
-    try {
-      recorded = (JSON.parse(text) as { extentBytes?: unknown }).extentBytes;
-    } catch (error) {
-      throw new CairnError('CAIRN_CORRUPT', `${recordPath} is not valid JSON`, { cause: error });
-    }
-    if (typeof recorded !== 'number') throw new CairnError('CAIRN_CORRUPT', `${recordPath} has no extentBytes`);
-    if (recorded !== layout.extentBytes) throw mismatch(layout, recorded);
-    return;
+  if (text.length > 4096) throw new CairnError('CAIRN_CORRUPT', `${recordPath} is too long to be a layout record`);
+  let recorded: { extentBytes?: unknown; segmentBytes?: unknown };
+  try {
+    recorded = JSON.parse(text) as { extentBytes?: unknown; segmentBytes?: unknown };
+  } catch (error) {
+    throw new CairnError('CAIRN_CORRUPT', `${recordPath} is not valid JSON`, { cause: error });
   }
+  if (typeof recorded !== 'object' || recorded === null || typeof recorded.extentBytes !== 'number') {
+    throw new CairnError('CAIRN_CORRUPT', `${recordPath} has no extentBytes`);
+  }
+  // A record without segmentBytes is the original layout: one file per extent.
+  const layout = { extentBytes: recorded.extentBytes, segmentBytes: recorded.segmentBytes ?? recorded.extentBytes } as FileLayout;
+  try {
+    checkFileLayout(layout);
+  } catch (error) {
+    throw new CairnError('CAIRN_CORRUPT', `${recordPath}: ${(error as Error).message}`, { cause: error });
+  }
+  return layout;
+}
+
+/**
+ * Writes layout.json atomically on first use, with `segmentBytes`; afterwards checks the extent
+ * size against it and returns what it records.
+ */
+async function ensureLayoutRecord(directory: string, layout: VolumeLayout, segmentBytes: number): Promise<FileLayout> {
+  const recorded = await readLayoutRecord(directory);
+  if (recorded !== undefined) {
+    if (recorded.extentBytes !== layout.extentBytes) throw mismatch(layout, recorded.extentBytes);
+    return recorded;
+  }
+  const fileLayout: FileLayout = { extentBytes: layout.extentBytes, segmentBytes };
+  checkFileLayout(fileLayout);
+  const recordPath = path.join(directory, layoutFileName);
   // Write a temporary file, make it durable, then rename it into place: a crash leaves either
   // no record (written again on the next open) or a complete one, never a torn one.
   const temporaryPath = `${recordPath}.tmp`;
   try {
     const fd = await openFile(temporaryPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o600);
     try {
-      await writeTextFile(fd, `${JSON.stringify({ extentBytes: layout.extentBytes })}\n`);
+      await writeTextFile(fd, `${JSON.stringify(fileLayout)}\n`);
       await fsyncFile(fd);
     } finally {
       await closeFile(fd);
@@ -440,16 +491,21 @@ async function ensureLayoutRecord(directory: string, layout: VolumeLayout): Prom
     throw extentError(error, 'write', recordPath);
   }
   await syncDirectoryPath(directory);
+  return fileLayout;
 }
 
 /**
  * Tries each optional call once on a scratch file in the drive, so capabilities are known before
- * the first request (and NBD can advertise fast zero honestly).
+ * the first request (and NBD can advertise fast zero honestly), and finds the segment size: the
+ * asked one, which the filesystem must take, or the largest power of two up to
+ * segmentBytesDefault that it takes as a file length (a sparse ftruncate: no space is used).
  */
-async function probeFeatures(native: NativeBinding, drivePath: string): Promise<DriveFeatures> {
+async function probeDrive(native: NativeBinding, drivePath: string, askedSegmentBytes: number | undefined):
+  Promise<{ features: DriveFeatures; segmentBytes: number }> {
   const probePath = path.join(drivePath, probeFileName);
   const modes = fallocateModes(native.constants);
   const features: DriveFeatures = { punchHole: true, zeroRange: true, nowaitRead: true, nowaitWrite: true };
+  let segmentBytes = segmentBytesProbeMin;
   let fd: number;
   try {
     fd = await openFile(probePath, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o600);
@@ -476,11 +532,34 @@ async function probeFeatures(native: NativeBinding, drivePath: string): Promise<
     features.nowaitRead = !unsupported(() => native.preadNowait(fd, block, 0));
     features.punchHole = !unsupported(() => native.fallocate(fd, modes.punchHole, 0, 4096));
     features.zeroRange = !unsupported(() => native.fallocate(fd, modes.zeroRange, 4096, 4096));
+    segmentBytes = await probeSegmentBytes(fd, probePath, askedSegmentBytes);
   } finally {
     await closeFile(fd).catch(() => undefined);
     await promisify(fs.unlink)(probePath).catch(() => undefined);
   }
-  return features;
+  return { features, segmentBytes };
+}
+
+/** See probeDrive: a file length the filesystem refuses fails with EFBIG (or EINVAL). */
+async function probeSegmentBytes(fd: number, probePath: string, asked: number | undefined): Promise<number> {
+  const fits = async (bytes: number): Promise<boolean> => {
+    try {
+      await truncateFile(fd, bytes);
+      return true;
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      if (code === 'EFBIG' || code === 'EINVAL') return false;
+      throw extentError(error, 'size', probePath);
+    }
+  };
+  if (asked !== undefined) {
+    if (await fits(asked)) return asked;
+    throw new CairnError('CAIRN_CONFIG',
+      `the filesystem of ${path.dirname(probePath)} cannot hold a file of ${asked} bytes; choose a smaller segment size`);
+  }
+  let bytes = segmentBytesDefault;
+  while (bytes > segmentBytesProbeMin && !await fits(bytes)) bytes /= 2;
+  return bytes;
 }
 
 /** Most thread-pool calls one flush spreads its fdatasyncs over. */

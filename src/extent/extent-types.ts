@@ -1,6 +1,6 @@
 /**
  * Types shared by the extent store, its volumes and their durability tracker: what an open
- * extent file is, what a volume needs from its store, what a drive supports, how files are
+ * segment file is, what a volume needs from its store, what a drive supports, how files are
  * synced. No code.
  */
 import type { Buffer } from 'node:buffer';
@@ -30,10 +30,10 @@ export interface DriveFeatures {
   nowaitWrite: boolean;
 }
 
-/** One open extent file: an entry of the store's descriptor cache. */
-export interface OpenExtent extends ListNode<OpenExtent> {
+/** One open segment file (extent-layout.ts): an entry of the store's descriptor cache. */
+export interface OpenSegment extends ListNode<OpenSegment> {
   readonly volume: StoredVolume;
-  readonly index: number;
+  readonly segment: number;
   readonly fd: number;
   readonly path: string;
   /**
@@ -60,14 +60,14 @@ export interface VolumeServices {
   readonly features: Readonly<DriveFeatures>;
   readonly inlineIoBytesMax: number;
   /**
-   * The open entry for the extent, PINNED (inflight already counts the caller, who must unpin),
+   * The open entry for the segment, PINNED (inflight already counts the caller, who must unpin),
    * opening — with `create`, creating — its file; undefined when it has no file and !create.
    */
-  acquire(volume: StoredVolume, index: number, create: boolean): Promise<OpenExtent | undefined>;
+  acquire(volume: StoredVolume, segment: number, create: boolean): Promise<OpenSegment | undefined>;
   /** The cached entry, marked most recently used, or undefined; not pinned, no I/O. */
-  lookup(volume: StoredVolume, index: number): OpenExtent | undefined;
+  lookup(volume: StoredVolume, segment: number): OpenSegment | undefined;
   /** Removes the entry from the cache and closes its fd (no-op if already closed). */
-  closeEntry(entry: OpenExtent): Promise<void>;
+  closeEntry(entry: OpenSegment): Promise<void>;
   disableFeature(feature: keyof DriveFeatures, message: string): void;
   /** A shared, never-written buffer of zeroes. */
   zeroes(): Buffer;

@@ -1,6 +1,7 @@
 /**
- * StoredVolume: one volume's extent files on one drive, addressed as (extent index, offset in
- * extent). Owns the volume's open-file map, the set of extent files that exist, the directory
+ * StoredVolume: one volume's segment files on one drive (extent-layout.ts), addressed by its
+ * callers as (extent index, offset in extent) and mapped here to (segment, offset in its file).
+ * Owns the volume's open-file map, the set of segment files that exist, the directory
  * descriptor and the volume's lifecycle; its durability bookkeeping lives in
  * volume-durability.ts. The store (extent-store.ts) owns the descriptor budget and the drive's
  * features; this file does the volume's I/O.
@@ -27,8 +28,9 @@
  * misses and FUA writes use the pool. The price: an inline write can block the event loop while
  * the kernel throttles dirty pages.
  *
- * Invariants: an fd with I/O in flight (`inflight > 0`) is never closed; extent files are always
- * exactly `extentBytes` long; a missing extent file reads as zeroes and is created on first write.
+ * Invariants: an fd with I/O in flight (`inflight > 0`) is never closed; a segment file is never
+ * longer than segmentBytes; a missing segment file, and any byte past a file's end, reads as
+ * zeroes; a file is created on the first write to its span.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -38,9 +40,9 @@ import { assert } from '../util/assert';
 import type { DirectWrite, Extent, FlushNotice } from '../block/block-device';
 import { extentError, isUnsupportedError } from './extent-errors';
 import {
-  checkVolumeBytes, extentCount, extentFileName, extentUsableBytes, VolumeLayout,
+  checkVolumeBytes, extentCount, extentUsableBytes, FileLayout, segmentFileBytes, segmentFileName, VolumeLayout,
 } from './extent-layout';
-import type { OpenExtent, VolumeServices } from './extent-types';
+import type { OpenSegment, VolumeServices } from './extent-types';
 import { VolumeDurability } from './volume-durability';
 
 const openFile = promisify(fs.open);
@@ -55,15 +57,19 @@ type VolumeState = 'open' | 'closing' | 'closed';
 export class StoredVolume {
   readonly volumeId: string;
   readonly extentBytes: number;
+  /** Volume bytes per file on this drive (extent-layout.ts). */
+  readonly segmentBytes: number;
   readonly directory: string;
+  private readonly fileLayout: FileLayout;
+  private readonly extentsPerSegment: number;
   private currentSizeBytes: number;
   private state: VolumeState = 'open';
-  /** Extent files present on the drive (loaded at open, then maintained: this store is the only writer). */
+  /** Segment files present on the drive (loaded at open, then maintained: this store is the only writer). */
   private readonly existing: Set<number>;
-  /** Open entries by extent index; the store's cache owns their lifetime. */
-  readonly openExtents = new Map<number, OpenExtent>();
-  /** Opens in progress, so concurrent requests for one extent share one open. */
-  readonly opening = new Map<number, Promise<OpenExtent | undefined>>();
+  /** Open entries by segment; the store's cache owns their lifetime. */
+  readonly openSegments = new Map<number, OpenSegment>();
+  /** Opens in progress, so concurrent requests for one segment share one open. */
+  readonly opening = new Map<number, Promise<OpenSegment | undefined>>();
   private readonly durability: VolumeDurability;
   private activeOperations = 0;
   private drained: (() => void) | undefined;
@@ -71,13 +77,16 @@ export class StoredVolume {
 
   constructor(
     private readonly services: VolumeServices,
-    layout: VolumeLayout,
+    layout: VolumeLayout & FileLayout,
     directory: string,
     private readonly directoryFd: number,
     existing: Set<number>,
   ) {
     this.volumeId = layout.volumeId;
     this.extentBytes = layout.extentBytes;
+    this.segmentBytes = layout.segmentBytes;
+    this.fileLayout = { extentBytes: layout.extentBytes, segmentBytes: layout.segmentBytes };
+    this.extentsPerSegment = layout.segmentBytes / layout.extentBytes;
     this.currentSizeBytes = layout.sizeBytes;
     this.directory = directory;
     this.existing = existing;
@@ -96,18 +105,34 @@ export class StoredVolume {
     return this.state === 'open';
   }
 
-  /** Whether extent `index` has a file on the drive (it reads as zeroes when it has none). */
-  hasExtentFile(index: number): boolean {
-    return this.existing.has(index);
+  /** Whether the segment holding extent `index` has a file on the drive (else the extent reads as zeroes). */
+  hasFileFor(index: number): boolean {
+    return this.existing.has(this.segmentOf(index));
   }
 
-  /** Number of extent files on the drive. */
-  get extentFileCount(): number {
+  /** Whether segment `segment` has a file on the drive. */
+  hasSegmentFile(segment: number): boolean {
+    return this.existing.has(segment);
+  }
+
+  /** Number of segment files on the drive. */
+  get fileCount(): number {
     return this.existing.size;
   }
 
-  extentPath(index: number): string {
-    return path.join(this.directory, extentFileName(index));
+  /** The path of segment `segment`'s file. */
+  segmentPath(segment: number): string {
+    return path.join(this.directory, segmentFileName(this.fileLayout, segment));
+  }
+
+  /** The segment that holds extent `index`. */
+  segmentOf(index: number): number {
+    return this.extentsPerSegment === 1 ? index : Math.floor(index / this.extentsPerSegment);
+  }
+
+  /** Where byte `offsetInExtent` of extent `index` lies in its segment's file. */
+  private positionOf(segment: number, index: number, offsetInExtent: number): number {
+    return (index - segment * this.extentsPerSegment) * this.extentBytes + offsetInExtent;
   }
 
   /** Fills `target` from the extent; missing files and holes read as zeroes. */
@@ -115,19 +140,21 @@ export class StoredVolume {
     this.checkRange(index, offsetInExtent, target.length);
     if (target.length === 0) return;
     this.enter();
-    let entry: OpenExtent | undefined;
+    const segment = this.segmentOf(index);
+    const position = this.positionOf(segment, index, offsetInExtent);
+    let entry: OpenSegment | undefined;
     try {
-      entry = this.pinCached(index) ?? (this.existing.has(index) ? await this.pin(index, false) : undefined);
+      entry = this.pinCached(segment) ?? (this.existing.has(segment) ? await this.pin(segment, false) : undefined);
       if (entry === undefined) {
         target.fill(0);
         return;
       }
       let done = 0;
       if (target.length <= this.services.inlineIoBytesMax && this.services.features.nowaitRead) {
-        done = this.readInline(entry, offsetInExtent, target);
+        done = this.readInline(entry, position, target);
         if (done === target.length) return;
       }
-      await this.readPool(entry, offsetInExtent + done, target.subarray(done));
+      await this.readPool(entry, position + done, target.subarray(done));
     } finally {
       this.unpin(entry);
       this.leave();
@@ -139,20 +166,22 @@ export class StoredVolume {
     this.checkRange(index, offsetInExtent, source.length);
     if (source.length === 0) return;
     this.enter();
-    let entry: OpenExtent | undefined;
+    const segment = this.segmentOf(index);
+    const position = this.positionOf(segment, index, offsetInExtent);
+    let entry: OpenSegment | undefined;
     try {
-      entry = this.pinCached(index) ?? await this.pin(index, true);
+      entry = this.pinCached(segment) ?? await this.pin(segment, true);
       assert(entry !== undefined, 'acquire with create returns an entry');
       if (fua) {
-        await this.writePool(entry, offsetInExtent, source, true);
+        await this.writePool(entry, position, source, true);
         await this.durability.makeCreationDurable(entry.createdSeq);
         return;
       }
-      if (source.length <= this.services.inlineIoBytesMax && this.writeInline(entry, offsetInExtent, source)) {
+      if (source.length <= this.services.inlineIoBytesMax && this.writeInline(entry, position, source)) {
         this.durability.markDirty(entry);
         return;
       }
-      await this.writePool(entry, offsetInExtent, source, false);
+      await this.writePool(entry, position, source, false);
       this.durability.markDirty(entry);
     } finally {
       this.unpin(entry);
@@ -162,20 +191,21 @@ export class StoredVolume {
 
   /**
    * The range as an open file for a caller that writes it itself (DirectWrite): only when the
-   * extent's file is open now (no await, nothing to create). The entry stays pinned and the
+   * segment's file is open now (no await, nothing to create). The entry stays pinned and the
    * volume busy until finish(); a write that may have reached the file marks it dirty, as write()
    * does when it completes.
    */
   beginDirectWrite(index: number, offsetInExtent: number, length: number): DirectWrite | undefined {
     if (!this.isOpen || length <= 0) return undefined;
     this.checkRange(index, offsetInExtent, length);
-    const entry = this.pinCached(index);
+    const segment = this.segmentOf(index);
+    const entry = this.pinCached(segment);
     if (entry === undefined) return undefined;
     this.enter();
     let finished = false;
     return {
       fd: entry.fd,
-      position: offsetInExtent,
+      position: this.positionOf(segment, index, offsetInExtent),
       finish: (wrote, error) => {
         assert(!finished, 'a direct write finishes once');
         finished = true;
@@ -193,13 +223,14 @@ export class StoredVolume {
    */
   async trim(index: number, offsetInExtent: number, length: number): Promise<void> {
     this.checkRange(index, offsetInExtent, length);
-    if (length === 0 || !this.existing.has(index)) return;
+    const segment = this.segmentOf(index);
+    if (length === 0 || !this.existing.has(segment)) return;
     this.enter();
-    let entry: OpenExtent | undefined;
+    let entry: OpenSegment | undefined;
     try {
-      entry = await this.pin(index, false);
+      entry = await this.pin(segment, false);
       if (entry === undefined) return;
-      await this.clear(entry, offsetInExtent, length, 'punch', false);
+      await this.clear(entry, this.positionOf(segment, index, offsetInExtent), length, 'punch', false);
     } finally {
       this.unpin(entry);
       this.leave();
@@ -215,13 +246,14 @@ export class StoredVolume {
     flags: { readonly noHole: boolean; readonly fast: boolean }): Promise<void> {
     this.checkRange(index, offsetInExtent, length);
     if (length === 0) return;
-    if (!flags.noHole && !this.existing.has(index)) return; // already reads as zeroes, unallocated
+    const segment = this.segmentOf(index);
+    if (!flags.noHole && !this.existing.has(segment)) return; // already reads as zeroes, unallocated
     this.enter();
-    let entry: OpenExtent | undefined;
+    let entry: OpenSegment | undefined;
     try {
-      entry = await this.pin(index, flags.noHole);
+      entry = await this.pin(segment, flags.noHole);
       if (entry === undefined) return;
-      await this.clear(entry, offsetInExtent, length, flags.noHole ? 'zeroRange' : 'punch', flags.fast);
+      await this.clear(entry, this.positionOf(segment, index, offsetInExtent), length, flags.noHole ? 'zeroRange' : 'punch', flags.fast);
     } finally {
       this.unpin(entry);
       this.leave();
@@ -229,20 +261,28 @@ export class StoredVolume {
   }
 
   /**
-   * Allocation of [offsetInExtent, +length) within one extent: contiguous descriptors from the
-   * start, at most `descriptorsMax` (the last one then ends early). Data is {hole: false, zero:
-   * false}; holes (SEEK_HOLE) and missing files are {hole: true, zero: true}.
+   * Allocation of the `length` bytes from `offsetInExtent` of extent `index`, which may run on
+   * through the following extents up to the end of its segment (one file, one lseek walk):
+   * contiguous descriptors from the start, at most `descriptorsMax` (the last one then ends
+   * early). Data is {hole: false, zero: false}; holes (SEEK_HOLE), bytes past the file's end and
+   * missing files are {hole: true, zero: true}.
    */
   async allocation(index: number, offsetInExtent: number, length: number, descriptorsMax: number): Promise<Extent[]> {
-    this.checkRange(index, offsetInExtent, length);
+    this.checkRange(index, offsetInExtent, 0);
+    const runEnd = Math.min(this.currentSizeBytes, (this.segmentOf(index) + 1) * this.segmentBytes);
+    if (!Number.isSafeInteger(length) || length < 0 || index * this.extentBytes + offsetInExtent + length > runEnd) {
+      throw new CairnError('CAIRN_OUT_OF_RANGE',
+        `extent ${index} range ${offsetInExtent}+${length} runs past its segment or volume ${this.volumeId} (${this.currentSizeBytes} bytes)`);
+    }
     assert(Number.isSafeInteger(descriptorsMax) && descriptorsMax > 0, 'descriptorsMax is a positive integer');
     if (length === 0) return [];
     this.enter();
-    let entry: OpenExtent | undefined;
+    const segment = this.segmentOf(index);
+    let entry: OpenSegment | undefined;
     try {
-      entry = await this.pin(index, false);
+      entry = await this.pin(segment, false);
       if (entry === undefined) return [{ length, hole: true, zero: true }];
-      return this.seekAllocation(entry, offsetInExtent, length, descriptorsMax);
+      return this.seekAllocation(entry, this.positionOf(segment, index, offsetInExtent), length, descriptorsMax);
     } finally {
       this.unpin(entry);
       this.leave();
@@ -252,14 +292,15 @@ export class StoredVolume {
   /** Starts reading the range into the page cache (NBD CACHE); never waits for the disk. */
   async prefetch(index: number, offsetInExtent: number, length: number): Promise<void> {
     this.checkRange(index, offsetInExtent, length);
-    if (length === 0 || !this.existing.has(index)) return;
+    const segment = this.segmentOf(index);
+    if (length === 0 || !this.existing.has(segment)) return;
     this.enter();
-    let entry: OpenExtent | undefined;
+    let entry: OpenSegment | undefined;
     try {
-      entry = await this.pin(index, false);
+      entry = await this.pin(segment, false);
       if (entry === undefined) return;
       try {
-        this.services.native.fadvise(entry.fd, offsetInExtent, length, this.services.native.constants.POSIX_FADV_WILLNEED);
+        this.services.native.fadvise(entry.fd, this.positionOf(segment, index, offsetInExtent), length, this.services.native.constants.POSIX_FADV_WILLNEED);
       } catch (error) {
         throw extentError(error, 'prefetch', entry.path);
       }
@@ -290,11 +331,11 @@ export class StoredVolume {
     this.currentSizeBytes = sizeBytes;
   }
 
-  /** Bytes the drive has allocated for this volume: the sum of st_blocks × 512 of its extent files. */
+  /** Bytes the drive has allocated for this volume: the sum of st_blocks × 512 of its segment files. */
   async allocatedBytes(): Promise<number> {
     this.enter();
     try {
-      return await allocatedBytesOf(this.directory, [...this.existing].map((index) => extentFileName(index)));
+      return await allocatedBytesOf(this.directory, [...this.existing].map((segment) => segmentFileName(this.fileLayout, segment)));
     } finally {
       this.leave();
     }
@@ -311,10 +352,14 @@ export class StoredVolume {
 
   // --- internals used by the store --------------------------------------------------------------
 
-  /** Opens (creating if asked) the file of extent `index`; sizes a short file up to extentBytes. */
-  async openFile(index: number, create: boolean): Promise<OpenExtent | undefined> {
-    const filePath = this.extentPath(index);
-    const isNew = !this.existing.has(index);
+  /**
+   * Opens (creating if asked) the file of segment `segment`; a file shorter than the segment's
+   * part of the volume (new, grown since, or cut short by a crash between create and truncate)
+   * is lengthened to it.
+   */
+  async openFile(segment: number, create: boolean): Promise<OpenSegment | undefined> {
+    const filePath = this.segmentPath(segment);
+    const isNew = !this.existing.has(segment);
     if (isNew && !create) return undefined;
     const flags = fs.constants.O_RDWR | (create ? fs.constants.O_CREAT : 0);
     let fd: number;
@@ -322,55 +367,55 @@ export class StoredVolume {
       fd = await openFile(filePath, flags, 0o600);
     } catch (error) {
       if ((error as { code?: unknown }).code === 'ENOENT' && !create) {
-        this.existing.delete(index);
+        this.existing.delete(segment);
         return undefined;
       }
       throw extentError(error, 'open', filePath);
     }
     try {
       const stats = await fstatFile(fd);
-      if (stats.size > this.extentBytes) {
+      if (stats.size > this.segmentBytes) {
         throw new CairnError('CAIRN_CORRUPT',
-          `${filePath} is ${stats.size} bytes, longer than the volume's extent size (${this.extentBytes} bytes)`);
+          `${filePath} is ${stats.size} bytes, longer than the volume's segment size on this drive (${this.segmentBytes} bytes)`);
       }
-      // A new file, or one cut short by a crash between create and truncate.
-      if (stats.size < this.extentBytes) await truncateFile(fd, this.extentBytes);
+      const wanted = segmentFileBytes(this.fileLayout, segment, this.currentSizeBytes);
+      if (stats.size < wanted) await truncateFile(fd, wanted);
     } catch (error) {
       await closeFile(fd).catch(() => undefined);
       throw extentError(error, 'size', filePath);
     }
     let createdSeq = 0;
     if (isNew) {
-      this.existing.add(index);
+      this.existing.add(segment);
       createdSeq = this.durability.noteCreated();
     }
     return {
-      volume: this, index, fd, path: filePath, inflight: 0, dirty: false, evicting: false,
+      volume: this, segment, fd, path: filePath, inflight: 0, dirty: false, evicting: false,
       writebackFailed: false, closed: false, createdSeq, previous: null, next: null, listed: false,
     };
   }
 
   /** Syncs one dirty entry so the store can close it; never rejects (failures are sticky). */
-  writeback(entry: OpenExtent): Promise<void> {
+  writeback(entry: OpenSegment): Promise<void> {
     return this.durability.writeback(entry);
   }
 
   // --- pins ---------------------------------------------------------------------------------------
 
   /** The cached entry, pinned; no await, so the hot path stays synchronous. */
-  private pinCached(index: number): OpenExtent | undefined {
-    const entry = this.services.lookup(this, index);
+  private pinCached(segment: number): OpenSegment | undefined {
+    const entry = this.services.lookup(this, segment);
     if (entry !== undefined) entry.inflight++;
     return entry;
   }
 
   /** The entry, pinned, opening or creating its file; undefined if it has none and !create. */
-  private async pin(index: number, create: boolean): Promise<OpenExtent | undefined> {
-    if (!create && !this.existing.has(index)) return undefined;
-    return this.pinCached(index) ?? await this.services.acquire(this, index, create);
+  private async pin(segment: number, create: boolean): Promise<OpenSegment | undefined> {
+    if (!create && !this.existing.has(segment)) return undefined;
+    return this.pinCached(segment) ?? await this.services.acquire(this, segment, create);
   }
 
-  private unpin(entry: OpenExtent | undefined): void {
+  private unpin(entry: OpenSegment | undefined): void {
     if (entry === undefined) return;
     entry.inflight--;
     assert(entry.inflight >= 0, 'pins are balanced');
@@ -379,7 +424,7 @@ export class StoredVolume {
   // --- I/O engines --------------------------------------------------------------------------------
 
   /** preadv2(RWF_NOWAIT) on the main thread: the bytes the page cache could serve. */
-  private readInline(entry: OpenExtent, position: number, target: Buffer): number {
+  private readInline(entry: OpenSegment, position: number, target: Buffer): number {
     const native = this.services.native;
     let done = 0;
     try {
@@ -396,7 +441,7 @@ export class StoredVolume {
     return done;
   }
 
-  private async readPool(entry: OpenExtent, position: number, target: Buffer): Promise<void> {
+  private async readPool(entry: OpenSegment, position: number, target: Buffer): Promise<void> {
     try {
       const count = await this.services.native.preadAsync(entry.fd, target, position);
       if (count < target.length) target.fill(0, count); // past end of file reads as zeroes
@@ -409,7 +454,7 @@ export class StoredVolume {
    * Writes on the main thread when the drive allows it: pwritev2(RWF_NOWAIT) where supported,
    * else a plain page-cache pwrite. Returns false when the caller must use the pool instead.
    */
-  private writeInline(entry: OpenExtent, position: number, source: Buffer): boolean {
+  private writeInline(entry: OpenSegment, position: number, source: Buffer): boolean {
     const native = this.services.native;
     const features = this.services.features;
     try {
@@ -436,7 +481,7 @@ export class StoredVolume {
     }
   }
 
-  private async writePool(entry: OpenExtent, position: number, source: Buffer, dsync: boolean): Promise<void> {
+  private async writePool(entry: OpenSegment, position: number, source: Buffer, dsync: boolean): Promise<void> {
     try {
       const count = await this.services.native.pwriteAsync(entry.fd, source, position, dsync);
       assert(count === source.length, 'pwriteAsync writes everything or throws');
@@ -446,7 +491,7 @@ export class StoredVolume {
   }
 
   /** Punches or zeroes a range, falling back to written zeroes where the drive lacks the call. */
-  private async clear(entry: OpenExtent, position: number, length: number, method: 'punch' | 'zeroRange',
+  private async clear(entry: OpenSegment, position: number, length: number, method: 'punch' | 'zeroRange',
     fast: boolean): Promise<void> {
     const { native, modes, features } = this.services;
     const feature = method === 'punch' ? 'punchHole' : 'zeroRange';
@@ -471,7 +516,7 @@ export class StoredVolume {
   }
 
   /** Zeroes a range and keeps it allocated without FALLOC_FL_ZERO_RANGE; false if unsupported. */
-  private async punchThenAllocate(entry: OpenExtent, position: number, length: number): Promise<boolean> {
+  private async punchThenAllocate(entry: OpenSegment, position: number, length: number): Promise<boolean> {
     const { native, modes } = this.services;
     try {
       await native.fallocateAsync(entry.fd, modes.punchHole, position, length);
@@ -483,7 +528,7 @@ export class StoredVolume {
     }
   }
 
-  private async writeZeroes(entry: OpenExtent, position: number, length: number): Promise<void> {
+  private async writeZeroes(entry: OpenSegment, position: number, length: number): Promise<void> {
     const zeroes = this.services.zeroes();
     let done = 0;
     while (done < length) {
@@ -497,7 +542,7 @@ export class StoredVolume {
     }
   }
 
-  private seekAllocation(entry: OpenExtent, start: number, length: number, descriptorsMax: number): Extent[] {
+  private seekAllocation(entry: OpenSegment, start: number, length: number, descriptorsMax: number): Extent[] {
     const native = this.services.native;
     const notFound = native.constants.NOT_FOUND;
     const end = start + length;
@@ -538,7 +583,7 @@ export class StoredVolume {
       if (flush) await this.durability.flush();
       await this.durability.settle();
     } finally {
-      await Promise.all([...this.openExtents.values()].map((entry) => this.services.closeEntry(entry)));
+      await Promise.all([...this.openSegments.values()].map((entry) => this.services.closeEntry(entry)));
       await closeFile(this.directoryFd).catch(() => undefined);
       this.state = 'closed';
     }
@@ -594,8 +639,8 @@ export async function allocatedBytesOf(directory: string, names: readonly string
   return total;
 }
 
-/** The extent files in a volume directory, by index. */
-export async function listExtentFiles(directory: string, parse: (name: string) => number | undefined): Promise<Set<number>> {
+/** The segment files in a volume directory, by segment. */
+export async function listSegmentFiles(directory: string, parse: (name: string) => number | undefined): Promise<Set<number>> {
   const indexes = new Set<number>();
   let names: string[];
   try {

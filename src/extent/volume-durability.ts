@@ -1,5 +1,5 @@
 /**
- * VolumeDurability: which of a volume's extent files must be synced, and the syncs in flight.
+ * VolumeDurability: which of a volume's segment files must be synced, and the syncs in flight.
  * Pure bookkeeping around one injected SyncFunction; it never opens or closes a file.
  *
  * Contract:
@@ -21,10 +21,10 @@ import { CairnError } from '../errors/cairn-error';
 import { assert } from '../util/assert';
 import { extentError } from './extent-errors';
 import type { FlushNotice } from '../block/block-device';
-import type { OpenExtent, SyncFunction, SyncTarget } from './extent-types';
+import type { OpenSegment, SyncFunction, SyncTarget } from './extent-types';
 
 export class VolumeDurability {
-  private readonly dirtyEntries = new Set<OpenExtent>();
+  private readonly dirtyEntries = new Set<OpenSegment>();
   /** Syncs running now (flush, eviction, directory); they never reject (failures are sticky). */
   private readonly syncsInFlight = new Set<Promise<void>>();
   private stickyFailure: CairnError | undefined;
@@ -50,7 +50,7 @@ export class VolumeDurability {
     return ++this.createdCount;
   }
 
-  markDirty(entry: OpenExtent): void {
+  markDirty(entry: OpenSegment): void {
     if (entry.dirty) return;
     entry.dirty = true;
     this.dirtyEntries.add(entry);
@@ -71,7 +71,7 @@ export class VolumeDurability {
   }
 
   /** Syncs one entry so its descriptor can be closed (eviction). Never rejects. */
-  writeback(entry: OpenExtent): Promise<void> {
+  writeback(entry: OpenSegment): Promise<void> {
     return this.syncEntries([entry]);
   }
 
@@ -91,7 +91,7 @@ export class VolumeDurability {
   }
 
   /** Clears the entries' dirty flags, pins them, and fdatasyncs them in one call. Never rejects. */
-  private syncEntries(entries: readonly OpenExtent[], notice?: FlushNotice): Promise<void> {
+  private syncEntries(entries: readonly OpenSegment[], notice?: FlushNotice): Promise<void> {
     for (const entry of entries) {
       assert(!entry.closed, 'a synced entry is open');
       if (entry.dirty) {

@@ -17,9 +17,26 @@ import { loadNativeBinding } from '../../src/native/binding';
 
 const TiB = 1024 * 1024 * MiB;
 
+/** Store options for the one-file-per-extent layout (segments of one 1 MiB extent). */
+const perExtent = { segmentBytes: MiB };
+
 blockDeviceSuite(t, async (t, options) => {
   const store = await openStore(t);
   return VolumeDevice.open({ store, volumeId: 'suite', sizeBytes: options.sizeBytes, extentBytes: MiB, readOnly: options.readOnly });
+});
+
+void t.test('the suite also passes with one file per extent', async (t) => {
+  blockDeviceSuite(t, async (t, options) => {
+    const store = await openStore(t, perExtent);
+    return VolumeDevice.open({ store, volumeId: 'files', sizeBytes: options.sizeBytes, extentBytes: MiB, readOnly: options.readOnly });
+  });
+});
+
+void t.test('the suite also passes when the volume spans several segments', async (t) => {
+  blockDeviceSuite(t, async (t, options) => {
+    const store = await openStore(t, { segmentBytes: 2 * MiB });
+    return VolumeDevice.open({ store, volumeId: 'segments', sizeBytes: options.sizeBytes, extentBytes: MiB, readOnly: options.readOnly });
+  });
 });
 
 void t.test('the suite also passes on tmpfs, where zero range and RWF_NOWAIT are missing', async (t) => {
@@ -29,8 +46,20 @@ void t.test('the suite also passes on tmpfs, where zero range and RWF_NOWAIT are
   });
 });
 
-void t.test('a request across extents is cut at the boundary into the right files', async (t) => {
+void t.test('a request across extents lands contiguously in their segment file', async (t) => {
   const store = await openStore(t);
+  const device = await VolumeDevice.open({ store, volumeId: 'cut', sizeBytes: 4 * MiB, extentBytes: MiB });
+  const data = pattern(MiB + 8192, 1);
+  await device.write(MiB - 4096, data);
+  const directory = device.volume.directory;
+  t.same(fs.readdirSync(directory).sort(), ['0.segment', 'layout.json']);
+  const file = fs.readFileSync(path.join(directory, '0.segment'));
+  t.ok(file.subarray(MiB - 4096, 2 * MiB + 4096).equals(data), 'at its volume offset');
+  t.ok(file.subarray(0, MiB - 4096).equals(Buffer.alloc(MiB - 4096)) && file.subarray(2 * MiB + 4096).equals(Buffer.alloc(2 * MiB - 4096)), 'nothing else written');
+});
+
+void t.test('with one file per extent, a request across extents is cut at the boundary into the right files', async (t) => {
+  const store = await openStore(t, perExtent);
   const device = await VolumeDevice.open({ store, volumeId: 'cut', sizeBytes: 4 * MiB, extentBytes: MiB });
   const data = pattern(MiB + 8192, 1);
   await device.write(MiB - 4096, data);
@@ -68,7 +97,7 @@ void t.test('capabilities follow the drive: fast zero needs punch-hole; multi-co
 
 void t.test('FUA through the device is one durable write, not a write plus a flush', async (t) => {
   const recorder = new SyncRecorder();
-  const store = await openStore(t, { sync: recorder.sync });
+  const store = await openStore(t, { ...perExtent, sync: recorder.sync });
   const device = await VolumeDevice.open({ store, volumeId: 'fua', sizeBytes: 4 * MiB, extentBytes: MiB });
   await device.write(0, pattern(4096, 1));
   await device.flush();
@@ -108,8 +137,20 @@ void t.test('extents merge adjacent descriptors of one kind, across extents too'
   ], 'a trimmed extent merges with the hole before it');
 });
 
-void t.test('extents over a 1 TiB volume return a bounded prefix (a bounded number of extents visited), and the caller can walk on', async (t) => {
+void t.test('extents over a 1 TiB volume in one segment file come in one call', async (t) => {
   const store = await openStore(t);
+  const device = await VolumeDevice.open({ store, volumeId: 'tib', sizeBytes: TiB, extentBytes: 64 * MiB });
+  await device.write(0, pattern(4096, 6));
+  await device.write(TiB - 4096, pattern(4096, 7));
+  t.same(await device.extents(0, TiB), [
+    { length: 4096, hole: false, zero: false },
+    { length: TiB - 8192, hole: true, zero: true },
+    { length: 4096, hole: false, zero: false },
+  ], 'one lseek walk over the file');
+});
+
+void t.test('with one file per extent, extents over a 1 TiB volume return a bounded prefix (a bounded number of extents visited), and the caller can walk on', async (t) => {
+  const store = await openStore(t, { segmentBytes: 64 * MiB });
   const device = await VolumeDevice.open({ store, volumeId: 'tib', sizeBytes: TiB, extentBytes: 64 * MiB });
   await device.write(0, pattern(4096, 6));
   await device.write(TiB - 4096, pattern(4096, 7));
@@ -133,7 +174,7 @@ void t.test('extents over a 1 TiB volume return a bounded prefix (a bounded numb
 });
 
 void t.test('extents stop after a bounded number of extent files and descriptors', async (t) => {
-  const store = await openStore(t);
+  const store = await openStore(t, perExtent);
   const files = extentsScanFilesMax + 8;
   const device = await VolumeDevice.open({ store, volumeId: 'files', sizeBytes: files * MiB, extentBytes: MiB });
   for (let index = 0; index < files; index++) await device.write(index * MiB + 512 * 1024, pattern(4096, index));

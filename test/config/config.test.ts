@@ -14,6 +14,9 @@ t.test('defaults: loopback NBD on 10809, a socket and API socket in the data dir
   t.equal(config.nbd.busyPollMicros, 200, 'the event loop spins up to 200 us by default');
   t.equal(validateConfig({ nbd: { busyPollMicros: 0 } }).nbd.busyPollMicros, 0, '0 turns busy polling off');
   t.equal(validateConfig({ nbd: { busyPollMicros: 10_000 } }).nbd.busyPollMicros, 10_000);
+  t.equal(config.segmentBytes, null, 'segment size: the store\'s default');
+  t.equal(validateConfig({ segmentSize: '64GiB' }).segmentBytes, 64 * 1024 ** 3);
+  t.equal(validateConfig({ segmentSize: 1024 ** 2 }).segmentBytes, 1024 ** 2, 'a number of bytes; 1 MiB keeps one file per extent');
 });
 
 t.test('the embedded default validates and has a 1 GiB demo volume', async (t) => {
@@ -37,6 +40,10 @@ const rejections: Array<[string, object, RegExp]> = [
   ['a bad log level', { log: { level: 'loud' } }, /log.level: expected error, warn, info or debug/],
   ['a bad demo size', { demoVolume: { name: 'd', size: 'big' } }, /demoVolume.size/],
   ['a bad shutdown timeout', { shutdownTimeoutSeconds: -1 }, /shutdownTimeoutSeconds/],
+  ['a segment size that is no size', { segmentSize: 'huge' }, /segmentSize: expected a power of two from 1MiB to 1PiB .*got "huge"/],
+  ['a segment size that is no power of two', { segmentSize: '3MiB' }, /segmentSize: expected a power of two/],
+  ['a segment size below 1 MiB', { segmentSize: '512KiB' }, /segmentSize: expected a power of two/],
+  ['a segment size past 1 PiB', { segmentSize: '2PiB' }, /segmentSize: expected a power of two/],
   ['a non-string data dir', { dataDir: 5 }, /dataDir: expected a non-empty string/],
   ['unknown NBD settings', { nbd: { busyPoll: 5 } }, /nbd.busyPoll: unknown setting \(known: listen, socket, busyPollMicros\)/],
   ['a negative busy poll', { nbd: { busyPollMicros: -1 } }, /nbd.busyPollMicros: expected an integer number of microseconds in \[0, 10000\] \(0 turns busy polling off\), got -1/],

@@ -76,6 +76,9 @@ t.test('bad flags and bad config exit 2 with a message naming the problem', asyn
   const poll = await runCairnd(['--data-dir', dir, '--nbd-busy-poll', 'fast']);
   t.equal(poll.code, 2);
   t.match(poll.stderr, /nbd.busyPollMicros: expected an integer number of microseconds in \[0, 10000\].*got "fast"/);
+  const segment = await runCairnd(['--data-dir', dir, '--segment-size', '3MiB']);
+  t.equal(segment.code, 2);
+  t.match(segment.stderr, /segmentSize: expected a power of two from 1MiB to 1PiB \(e\.g\. 1TiB; 1MiB keeps one file per extent\), got "3MiB"/);
 });
 
 // A QD1 client leaves the daemon's loop idle between requests: with busy polling on, those idle
@@ -142,6 +145,18 @@ t.test('embedded mode keeps data under the state dir and serves a 1 GiB demo vol
   t.equal((await daemon.api.listVolumes()).length, 1, 'a restart does not create a second demo volume');
 });
 
+t.test('--segment-size 64MiB stores each 64 MiB extent of a new volume in a file of its own', async (t) => {
+  const daemon = await startDaemon(t, { extraArgs: ['--segment-size', '64MiB'] });
+  await daemon.api.createVolume({ name: 'files', sizeBytes: 256 * 1024 * 1024 });
+  await mustRun('qemu-io', ['-f', 'raw', '-c', 'write -P 7 0 4k', '-c', 'write -P 8 192M 4k', '-c', 'flush', daemon.uri('files')]);
+  const { readdirSync } = await import('node:fs');
+  const volumes = join(daemon.dataDir, 'drives', '0', 'volumes');
+  const [directory] = readdirSync(volumes);
+  t.same(readdirSync(join(volumes, directory!)).sort(), ['0.extent', '3.extent', 'layout.json'], 'one file per written extent');
+  const result = await mustRun('qemu-io', ['-f', 'raw', '-c', 'read -P 7 0 4k', '-c', 'read -P 8 192M 4k', daemon.uri('files')]);
+  t.notMatch(result.stdout, /Pattern verification failed/);
+});
+
 t.test('a node with two drives spreads extents over both and reads every byte back after a restart', async (t) => {
   const root = mkdtempSync(join(tmpdir(), 'cairn-drives-'));
   const driveA = join(root, 'drive-a');
@@ -155,13 +170,16 @@ t.test('a node with two drives spreads extents over both and reads every byte ba
   await daemon.api.createVolume({ name: 'spread', sizeBytes: 1024 * 1024 * 1024 });
   const writes = Array.from({ length: 16 }, (_, i) => ['-c', `write -P ${i + 1} ${i * 64}M 1M`]).flat();
   await mustRun('qemu-io', ['-f', 'raw', ...writes, '-c', 'flush', daemon.uri('spread')]);
-  const { readdirSync } = await import('node:fs');
+  const { readdirSync, statSync } = await import('node:fs');
   const filesOn = (drive: string): string[] => readdirSync(join(drive, 'volumes')).flatMap((volume) =>
-    readdirSync(join(drive, 'volumes', volume)).filter((name) => name.endsWith('.extent')));
-  const onA = filesOn(driveA).length;
-  const onB = filesOn(driveB).length;
-  t.equal(onA + onB, 16, 'one extent file per written extent');
-  t.ok(onA > 0 && onB > 0, `both drives hold extents (${onA} + ${onB})`);
+    readdirSync(join(drive, 'volumes', volume)).filter((name) => name !== 'layout.json').map((name) => join(drive, 'volumes', volume, name)));
+  const onA = filesOn(driveA);
+  const onB = filesOn(driveB);
+  t.same([...onA, ...onB].map((file) => file.split('/').pop()), ['0.segment', '0.segment'], 'each drive keeps the volume in one segment file');
+  // 16 MiB written in all, 1 MiB per extent: each drive allocated only its own extents' MiB.
+  const allocatedMiB = (files: string[]): number => files.reduce((sum, file) => sum + statSync(file).blocks * 512, 0) / (1024 * 1024);
+  const [a, b] = [allocatedMiB(onA), allocatedMiB(onB)];
+  t.ok(a >= 1 && b >= 1 && a + b >= 16 && a + b < 17, `both drives hold extents (${a} + ${b} MiB allocated)`);
   await daemon.restart();
   const reads = Array.from({ length: 16 }, (_, i) => ['-c', `read -P ${i + 1} ${i * 64}M 1M`]).flat();
   const result = await mustRun('qemu-io', ['-f', 'raw', ...reads, daemon.uri('spread')]);

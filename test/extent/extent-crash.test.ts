@@ -9,20 +9,23 @@
  * drive and checks every acknowledged record. SIGKILL cannot drop the page cache, so power
  * loss is covered by the durability-structure tests (which files are synced, cachestat shows
  * no dirty pages); this test covers everything on disk being found again by a new process:
- * file naming, sizing, the layout record and the extent index rebuilt from the directory.
+ * file naming, sizing, the layout record and the file index rebuilt from the directory, for
+ * both layouts: segment files (the default) and one file per extent.
  */
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { ExtentStore } from '../../src/extent/extent-store';
+import { ExtentStore, segmentBytesDefault } from '../../src/extent/extent-store';
 import { crashRecord, crashVolume } from './fixtures/crash-records';
 import { tempDrive } from './fixtures/extent-fixtures';
 
 const acksBeforeKill = 40;
 
-async function runAndKill(drivePath: string, mode: 'fua' | 'flush'): Promise<number> {
+type Layout = 'segments' | 'per-extent';
+
+async function runAndKill(drivePath: string, mode: 'fua' | 'flush', layout: Layout): Promise<number> {
   const loader = process.execArgv.filter((argument) => argument.includes('@tapjs/typescript'));
-  const child = spawn(process.execPath, [...loader, path.join(__dirname, 'fixtures', 'crash-writer.ts'), drivePath, mode],
+  const child = spawn(process.execPath, [...loader, path.join(__dirname, 'fixtures', 'crash-writer.ts'), drivePath, mode, layout],
     { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
@@ -52,14 +55,15 @@ async function runAndKill(drivePath: string, mode: 'fua' | 'flush'): Promise<num
   });
 }
 
-for (const mode of ['fua', 'flush'] as const) {
-  void t.test(`every record acknowledged by ${mode === 'fua' ? 'a FUA write' : 'write + flush'} reads back after SIGKILL`, async (t) => {
+for (const layout of ['segments', 'per-extent'] as const) for (const mode of ['fua', 'flush'] as const) {
+  void t.test(`every record acknowledged by ${mode === 'fua' ? 'a FUA write' : 'write + flush'} reads back after SIGKILL (${layout})`, async (t) => {
     const drivePath = tempDrive(t);
-    const lastAcked = await runAndKill(drivePath, mode);
+    const lastAcked = await runAndKill(drivePath, mode, layout);
     t.ok(lastAcked >= acksBeforeKill - 1, `${lastAcked + 1} records acknowledged`);
     const store = await ExtentStore.open({ drivePath });
     t.teardown(() => store.close());
     const volume = await store.openVolume(crashVolume);
+    t.equal(volume.segmentBytes, layout === 'segments' ? segmentBytesDefault : crashVolume.extentBytes, 'the layout is found from its record');
     let intact = 0;
     for (let record = 0; record <= lastAcked; record++) {
       const { index, offsetInExtent, data } = crashRecord(record);

@@ -7,8 +7,8 @@
  */
 import t from 'tap';
 import {
-  checkExtentBytes, checkVolumeBytes, checkVolumeId, extentCount, extentFileName, extentUsableBytes,
-  parseExtentFileName, splitAtExtents,
+  checkExtentBytes, checkFileLayout, checkVolumeBytes, checkVolumeId, extentCount, extentFileName, extentUsableBytes,
+  parseExtentFileName, parseSegmentFileName, segmentFileBytes, segmentFileName, splitAtExtents,
 } from '../../src/extent/extent-layout';
 import { throwsCode } from '../helpers/assertions';
 
@@ -49,6 +49,29 @@ void t.test('extent file names round-trip and nothing else parses', async (t) =>
     t.equal(parseExtentFileName(other), undefined, other);
   }
   t.throws(() => extentFileName(-1));
+});
+
+void t.test('segment files: names by layout, lengths in whole extents up to the span, sizes checked', async (t) => {
+  const segments = { extentBytes: MiB, segmentBytes: 4 * MiB };
+  const perExtent = { extentBytes: MiB, segmentBytes: MiB };
+  t.equal(segmentFileName(segments, 3), '3.segment');
+  t.equal(segmentFileName(perExtent, 3), '3.extent', 'one extent per file keeps the original name');
+  for (const index of [0, 7, 2 ** 40]) {
+    t.equal(parseSegmentFileName(segments, segmentFileName(segments, index)), index);
+    t.equal(parseSegmentFileName(perExtent, segmentFileName(perExtent, index)), index);
+  }
+  for (const other of ['3.extent', '03.segment', '3.segment.tmp', 'layout.json', '.segment']) t.equal(parseSegmentFileName(segments, other), undefined, other);
+  t.equal(parseSegmentFileName(perExtent, '3.segment'), undefined);
+  t.equal(segmentFileBytes(segments, 0, 10 * MiB), 4 * MiB, 'a full span');
+  t.equal(segmentFileBytes(segments, 2, 10 * MiB), 2 * MiB, 'the last span: its part of the volume');
+  t.equal(segmentFileBytes(segments, 2, 9 * MiB + 1), 2 * MiB, 'rounded up to whole extents');
+  t.equal(segmentFileBytes(perExtent, 9, 9 * MiB + 1), MiB, 'a one-extent file is always a whole extent');
+  t.throws(() => segmentFileBytes(segments, 3, 12 * MiB), 'a segment past the volume');
+  t.doesNotThrow(() => checkFileLayout(segments));
+  t.doesNotThrow(() => checkFileLayout({ extentBytes: MiB, segmentBytes: 2 ** 50 }));
+  for (const segmentBytes of [MiB / 2, 3 * MiB, 2 ** 51, Number.NaN]) {
+    throwsCode(t, () => checkFileLayout({ extentBytes: MiB, segmentBytes }), 'CAIRN_INVALID_ARGUMENT');
+  }
 });
 
 void t.test('a split covers the range contiguously with pieces inside one extent each', async (t) => {

@@ -17,10 +17,12 @@ import { rejectsCode, throwsCode } from '../helpers/assertions';
 import { errnoError, MiB, openStore, pattern, spyNative, SyncRecorder, tempDrive } from './fixtures/extent-fixtures';
 
 const TiB = 1024 * 1024 * MiB;
+/** Store options for the one-file-per-extent layout (every extent here is at least 1 MiB). */
+const perExtent = { segmentBytes: MiB };
 const native = loadNativeBinding();
 
 void t.test('a missing extent reads as zeroes and no file is created until the first write', async (t) => {
-  const store = await openStore(t);
+  const store = await openStore(t, perExtent);
   const volume = await store.openVolume({ volumeId: 'v1', sizeBytes: 16 * MiB, extentBytes: MiB });
   const target = Buffer.alloc(4096, 0xff);
   await volume.read(3, 1000, target);
@@ -32,8 +34,8 @@ void t.test('a missing extent reads as zeroes and no file is created until the f
   const back = Buffer.alloc(12);
   await volume.read(3, 1000, back);
   t.equal(back.toString(), 'hello extent');
-  t.ok(volume.hasExtentFile(3));
-  t.notOk(volume.hasExtentFile(2));
+  t.ok(volume.hasFileFor(3));
+  t.notOk(volume.hasFileFor(2));
 });
 
 void t.test('a 1 TiB volume uses no space until written, and one write allocates one extent', async (t) => {
@@ -45,14 +47,14 @@ void t.test('a 1 TiB volume uses no space until written, and one write allocates
   await volume.flush();
   const allocated = await store.allocatedBytes('huge');
   t.ok(allocated > 0 && allocated <= 64 * 1024, `one block or so (${allocated} bytes)`);
-  t.equal(volume.extentFileCount, 1);
+  t.equal(volume.fileCount, 1);
   const back = Buffer.alloc(4096);
   await volume.read(16383, 64 * MiB - 4096, back);
   t.ok(back.equals(pattern(4096, 1)));
 });
 
 void t.test('TRIM frees space (stat blocks drop) and the range reads as zeroes', async (t) => {
-  const store = await openStore(t);
+  const store = await openStore(t, perExtent);
   const volume = await store.openVolume({ volumeId: 'trim', sizeBytes: 8 * MiB, extentBytes: 4 * MiB });
   await volume.write(0, 0, pattern(4 * MiB, 2), false);
   await volume.flush();
@@ -67,7 +69,7 @@ void t.test('TRIM frees space (stat blocks drop) and the range reads as zeroes',
   t.ok(back.subarray(0, MiB).equals(pattern(4 * MiB, 2).subarray(0, MiB)), 'the rest is intact');
   t.ok(back.subarray(3 * MiB).equals(pattern(4 * MiB, 2).subarray(3 * MiB)));
   await volume.trim(1, 0, MiB);
-  t.notOk(volume.hasExtentFile(1), 'trimming a missing extent creates nothing');
+  t.notOk(volume.hasFileFor(1), 'trimming a missing extent creates nothing');
 });
 
 void t.test('WRITE_ZEROES punches without NO_HOLE and keeps the blocks with it', async (t) => {
@@ -115,7 +117,7 @@ void t.test('allocation follows SEEK_DATA / SEEK_HOLE and is bounded by descript
 
 void t.test('flush fdatasyncs exactly the files written since the last flush, and the directory of new ones', async (t) => {
   const recorder = new SyncRecorder();
-  const store = await openStore(t, { sync: recorder.sync });
+  const store = await openStore(t, { ...perExtent, sync: recorder.sync });
   const volume = await store.openVolume({ volumeId: 'dur', sizeBytes: 8 * MiB, extentBytes: MiB });
   await volume.write(0, 0, pattern(4096, 1), false);
   await volume.write(2, 0, pattern(4096, 2), false);
@@ -149,7 +151,7 @@ void t.test('flush fdatasyncs exactly the files written since the last flush, an
 
 void t.test('a write that lands during a flush stays dirty for the next flush', async (t) => {
   const recorder = new SyncRecorder();
-  const store = await openStore(t, { sync: recorder.sync });
+  const store = await openStore(t, { ...perExtent, sync: recorder.sync });
   const volume = await store.openVolume({ volumeId: 'race', sizeBytes: 4 * MiB, extentBytes: MiB });
   await volume.write(0, 0, pattern(4096, 1), false);
   await volume.flush();
@@ -188,7 +190,7 @@ void t.test('a flush called while another flush is syncing waits for that sync',
 void t.test('a FUA write is one RWF_DSYNC write, plus a directory fsync only when it created the file', async (t) => {
   const recorder = new SyncRecorder();
   const { native: spy, log } = spyNative();
-  const store = await openStore(t, { sync: recorder.sync, native: spy });
+  const store = await openStore(t, { ...perExtent, sync: recorder.sync, native: spy });
   const volume = await store.openVolume({ volumeId: 'fua', sizeBytes: 4 * MiB, extentBytes: MiB });
   log.length = 0;
   await volume.write(1, 4096, pattern(4096, 1), true);
@@ -209,7 +211,7 @@ void t.test('a FUA write is one RWF_DSYNC write, plus a directory fsync only whe
 
 void t.test('a failed sync is sticky: this flush and every later one fail with CAIRN_IO naming the file', async (t) => {
   const recorder = new SyncRecorder();
-  const store = await openStore(t, { sync: recorder.sync });
+  const store = await openStore(t, { ...perExtent, sync: recorder.sync });
   const volume = await store.openVolume({ volumeId: 'eio', sizeBytes: 4 * MiB, extentBytes: MiB });
   await volume.write(0, 0, pattern(4096, 1), false);
   await volume.flush();
@@ -230,7 +232,7 @@ void t.test('ENOSPC maps to CAIRN_NO_SPACE and EIO to CAIRN_IO, with the path', 
     },
     preadAsync: (fd, target, position) => (failing ? Promise.reject(errnoError('EIO', 5, 'preadv2')) : native.preadAsync(fd, target, position)),
   });
-  const store = await openStore(t, { native: spy, inlineIoBytesMax: 65536 });
+  const store = await openStore(t, { ...perExtent, native: spy, inlineIoBytesMax: 65536 });
   failing = true;
   const volume = await store.openVolume({ volumeId: 'errs', sizeBytes: 4 * MiB, extentBytes: MiB });
   await rejectsCode(t, () => volume.write(0, 0, Buffer.alloc(4096), false), 'CAIRN_NO_SPACE', /0\.extent: the drive has no free space left \(ENOSPC\)/);
@@ -240,7 +242,7 @@ void t.test('ENOSPC maps to CAIRN_NO_SPACE and EIO to CAIRN_IO, with the path', 
 
 void t.test('the descriptor cache stays within its bound and writes back dirty files it evicts', async (t) => {
   const recorder = new SyncRecorder();
-  const store = await openStore(t, { sync: recorder.sync, openFilesMax: 4 });
+  const store = await openStore(t, { ...perExtent, sync: recorder.sync, openFilesMax: 4 });
   const volume = await store.openVolume({ volumeId: 'lru', sizeBytes: 64 * MiB, extentBytes: MiB });
   for (let index = 0; index < 32; index++) {
     await volume.write(index, 0, pattern(4096, index), false);
@@ -275,7 +277,7 @@ void t.test('a descriptor with I/O in flight is never closed by eviction', async
       }
     },
   });
-  const store = await openStore(t, { native: spy, openFilesMax: 2, inlineIoBytesMax: 0 });
+  const store = await openStore(t, { ...perExtent, native: spy, openFilesMax: 2, inlineIoBytesMax: 0 });
   const volume = await store.openVolume({ volumeId: 'busy', sizeBytes: 16 * MiB, extentBytes: MiB });
   for (let index = 0; index < 16; index++) await volume.write(index, 0, pattern(8192, index), false);
   const reads = Array.from({ length: 16 }, async (_, index) => {
@@ -299,7 +301,7 @@ void t.test('reads use RWF_NOWAIT on the main thread and fall back to the pool o
   await volume.read(0, 0, back);
   t.same(log.map((line) => line.split('(')[0]), ['preadNowait'], 'a cache hit never leaves the main thread');
   await volume.flush();
-  const fd = volume.openExtents.get(0)?.fd ?? -1;
+  const fd = volume.openSegments.get(0)?.fd ?? -1;
   native.fadvise(fd, 0, 0, native.constants.POSIX_FADV_DONTNEED);
   log.length = 0;
   await volume.read(0, 8192, back);
@@ -397,7 +399,7 @@ void t.test('volume ids, ranges and extent sizes are checked', async (t) => {
 
 void t.test('a volume grows on resize, refuses to shrink, and survives close and reopen', async (t) => {
   const drive = tempDrive(t);
-  const first = await ExtentStore.open({ drivePath: drive });
+  const first = await ExtentStore.open({ drivePath: drive, ...perExtent });
   const volume = await first.openVolume({ volumeId: 'grow', sizeBytes: 2 * MiB, extentBytes: MiB });
   await volume.write(1, 100, pattern(1000, 9), false);
   volume.resize(5 * MiB);
@@ -408,12 +410,12 @@ void t.test('a volume grows on resize, refuses to shrink, and survives close and
   await rejectsCode(t, () => volume.read(0, 0, Buffer.alloc(1)), 'CAIRN_CLOSED');
   await rejectsCode(t, () => first.openVolume({ volumeId: 'grow', sizeBytes: MiB, extentBytes: MiB }), 'CAIRN_CLOSED');
 
-  const second = await openStore(t, { drivePath: drive });
+  const second = await openStore(t, { ...perExtent, drivePath: drive });
   t.same(await second.listVolumes(), ['grow']);
   await rejectsCode(t, () => second.openVolume({ volumeId: 'grow', sizeBytes: 5 * MiB, extentBytes: 2 * MiB }),
     'CAIRN_VOLUME_EXISTS', /extents of 1048576 bytes/);
   const reopened = await second.openVolume({ volumeId: 'grow', sizeBytes: 5 * MiB, extentBytes: MiB });
-  t.ok(reopened.hasExtentFile(1) && reopened.hasExtentFile(4));
+  t.ok(reopened.hasFileFor(1) && reopened.hasFileFor(4));
   const back = Buffer.alloc(1000);
   await reopened.read(1, 100, back);
   t.ok(back.equals(pattern(1000, 9)));
@@ -445,7 +447,7 @@ void t.test('deleting a volume removes every extent durably and closes its handl
 
 void t.test('an extent file cut short by a crash is sized up; one too long is refused as corrupt', async (t) => {
   const drive = tempDrive(t);
-  const store = await openStore(t, { drivePath: drive });
+  const store = await openStore(t, { ...perExtent, drivePath: drive });
   const volume = await store.openVolume({ volumeId: 'short', sizeBytes: 4 * MiB, extentBytes: MiB });
   await store.closeVolume('short');
   fs.writeFileSync(path.join(volume.directory, '0.extent'), Buffer.alloc(100, 5));
@@ -455,7 +457,7 @@ void t.test('an extent file cut short by a crash is sized up; one too long is re
   await reopened.read(0, 0, back);
   t.ok(back.subarray(0, 100).equals(Buffer.alloc(100, 5)) && back.subarray(100).equals(Buffer.alloc(100)));
   t.equal(fs.statSync(path.join(volume.directory, '0.extent')).size, MiB);
-  await rejectsCode(t, () => reopened.read(1, 0, back), 'CAIRN_CORRUPT', /longer than the volume's extent size/);
+  await rejectsCode(t, () => reopened.read(1, 0, back), 'CAIRN_CORRUPT', /longer than the volume's segment size on this drive/);
 });
 
 void t.test('a drive that is not a directory is a configuration error', async (t) => {
@@ -467,14 +469,14 @@ void t.test('a drive that is not a directory is a configuration error', async (t
 
 void t.test('a torn or foreign layout record is refused as corrupt; stats work without opening', async (t) => {
   const drive = tempDrive(t);
-  const store = await openStore(t, { drivePath: drive });
+  const store = await openStore(t, { ...perExtent, drivePath: drive });
   const volume = await store.openVolume({ volumeId: 'rec', sizeBytes: 4 * MiB, extentBytes: MiB });
   await volume.write(0, 0, pattern(MiB, 1), false);
   await store.closeVolume('rec');
   t.ok(await store.allocatedBytes('rec') >= MiB, 'allocation of a closed volume, from its files');
   t.equal(await store.allocatedBytes('never'), 0);
   const record = path.join(volume.directory, 'layout.json');
-  t.same(JSON.parse(fs.readFileSync(record, 'utf8')), { extentBytes: MiB });
+  t.same(JSON.parse(fs.readFileSync(record, 'utf8')), { extentBytes: MiB, segmentBytes: MiB });
   for (const text of ['', '{"extentBytes":', '{}', 'x'.repeat(5000)]) {
     fs.writeFileSync(record, text);
     await rejectsCode(t, () => store.openVolume({ volumeId: 'rec', sizeBytes: 4 * MiB, extentBytes: MiB }), 'CAIRN_CORRUPT', /layout/);

@@ -8,7 +8,7 @@
  */
 import t from 'tap';
 import { VolumeDurability } from '../../src/extent/volume-durability';
-import type { OpenExtent, SyncTarget } from '../../src/extent/extent-types';
+import type { OpenSegment, SyncTarget } from '../../src/extent/extent-types';
 import type { StoredVolume } from '../../src/extent/stored-volume';
 import { rejectsCode } from '../helpers/assertions';
 
@@ -26,9 +26,9 @@ function harness(): { durability: VolumeDurability; held: HeldSync[] } {
   return { durability: new VolumeDurability(sync, { fd: 3, path: '/dir' }), held };
 }
 
-function entry(name: string, createdSeq = 0): OpenExtent {
+function entry(name: string, createdSeq = 0): OpenSegment {
   return {
-    volume: undefined as unknown as StoredVolume, index: 0, fd: 10, path: name, inflight: 0, dirty: false, evicting: false,
+    volume: undefined as unknown as StoredVolume, segment: 0, fd: 10, path: name, inflight: 0, dirty: false, evicting: false,
     writebackFailed: false, closed: false, createdSeq, previous: null, next: null, listed: false,
   };
 }
