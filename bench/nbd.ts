@@ -4,7 +4,8 @@
  * fdatasync). The same fio jobs (ioengine=nbd, one connection per fio job) run against each server
  * in turn, job by job (who goes first rotates per job, and each run starts after `sync`), so drift
  * in the machine and the writeback of earlier runs affect all three alike. Prints IOPS, MB/s, p50/p99
- * latency and the ratio Cairn/nbdkit per job, and writes the table as JSON.
+ * latency and the ratio Cairn/nbdkit per job, and writes the table as JSON. Every image is written
+ * in full once before the first job, so each job sees allocated blocks.
  *
  * With --floor, a fourth server runs too: the Node floor (nbd-floor-server.ts), the least a Node
  * NBD server can do per request. The table then adds floor/nbdkit: on latency-bound jobs it is
@@ -16,7 +17,12 @@
  * started with `--segment-size` equal to the extent size (one file per extent, the original
  * layout), so the table shows in the same run what the layout costs on flush-bound jobs.
  *
- *   npm run bench -- nbd [--runtime 10] [--size 1GiB] [--out bench/results/nbd.json] [--only cairn,nbdkit] [--floor] [--per-extent] [--jobs a,b] [--extent-size 1GiB]
+ * With --rounds N, every job runs N times on every server (the order rotating each round); the
+ * table shows each server's median run, and each ratio is the median of the N ratios measured
+ * in the same round (the runs of one round are minutes apart, not tens of minutes), with their
+ * range: on a machine whose disk speed drifts, that pairing is what keeps a ratio meaningful.
+ *
+ *   npm run bench -- nbd [--runtime 10] [--size 1GiB] [--out bench/results/nbd.json] [--only cairn,nbdkit] [--floor] [--per-extent] [--rounds 3] [--jobs a,b] [--extent-size 1GiB]
  */
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync, openSync, ftruncateSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,7 +33,7 @@ import { extentBytesDefault } from '../src/limits';
 import { run, Server, startServer, waitForSocket } from './processes';
 
 interface Job { readonly name: string; readonly rw: string; readonly bs: string; readonly iodepth: number; readonly fsync?: boolean; readonly connections: number }
-interface Result { job: string; server: string; iops: number; mbps: number; p50us: number; p99us: number }
+interface Result { job: string; server: string; round: number; iops: number; mbps: number; p50us: number; p99us: number }
 
 const baseJobs: Array<Omit<Job, 'connections' | 'name'> & { label: string }> = [
   { label: 'seq-write-1M-qd8', rw: 'write', bs: '1M', iodepth: 8 },
@@ -49,6 +55,8 @@ export async function runNbdBench(argv: string[]): Promise<void> {
   const sizeBytes = parseBytes(option(argv, 'size') ?? '1GiB') ?? GiB;
   const out = resolve(option(argv, 'out') ?? join('bench', 'results', 'nbd.json'));
   const only = option(argv, 'only')?.split(',');
+  const rounds = Number(option(argv, 'rounds') ?? '1');
+  if (!Number.isSafeInteger(rounds) || rounds < 1) throw new Error(`--rounds: expected a positive integer, got ${option(argv, 'rounds')}`);
   const root = mkdtempSync(join(process.env['CAIRN_BENCH_DIR'] ?? tmpdir(), 'cairn-bench-'));
   const servers: Array<{ server: Server; uri: string }> = [];
   const cleanup = async (): Promise<void> => {
@@ -75,17 +83,22 @@ export async function runNbdBench(argv: string[]): Promise<void> {
       if (unknown.length > 0) throw new Error(`unknown job(s) ${unknown.join(', ')}; jobs are ${jobs.map((job) => job.name).join(', ')}`);
       jobs.splice(0, jobs.length, ...jobs.filter((job) => onlyJobs.includes(job.name)));
     }
+    // Every server starts from a fully written image, as a disk in use is: otherwise the first
+    // job pays for block allocation and a --jobs subset measures something else than a full run.
+    for (const { server, uri } of servers) await fillImage(root, server.name, uri, sizeBytes);
     const results: Result[] = [];
     for (const [jobIndex, job] of jobs.entries()) {
-      // Rotate who goes first, and start every run with no dirty pages: otherwise a server pays
-      // for the writeback of the previous run's data (a flush job right after a random-write job
-      // waits behind hundreds of MB of someone else's writeback).
-      const order = servers.map((_, index) => servers[(index + jobIndex) % servers.length]!);
-      for (const { server, uri } of order) {
-        await run('sync', [], { timeoutMs: 120_000 });
-        const result = await runFio(root, job, server.name, uri, sizeBytes, runtimeSeconds);
-        results.push(result);
-        process.stderr.write(`${job.name.padEnd(28)} ${server.name.padEnd(9)} ${result.iops.toFixed(0).padStart(8)} IOPS ${result.mbps.toFixed(1).padStart(8)} MB/s  p50 ${result.p50us.toFixed(0)} us  p99 ${result.p99us.toFixed(0)} us\n`);
+      for (let round = 0; round < rounds; round++) {
+        // Rotate who goes first, and start every run with no dirty pages: otherwise a server pays
+        // for the writeback of the previous run's data (a flush job right after a random-write job
+        // waits behind hundreds of MB of someone else's writeback).
+        const order = servers.map((_, index) => servers[(index + jobIndex + round) % servers.length]!);
+        for (const { server, uri } of order) {
+          await run('sync', [], { timeoutMs: 120_000 });
+          const result = { ...await runFio(root, job, server.name, uri, sizeBytes, runtimeSeconds), round };
+          results.push(result);
+          process.stderr.write(`${job.name.padEnd(28)} ${server.name.padEnd(9)} ${result.iops.toFixed(0).padStart(8)} IOPS ${result.mbps.toFixed(1).padStart(8)} MB/s  p50 ${result.p50us.toFixed(0)} us  p99 ${result.p99us.toFixed(0)} us${rounds > 1 ? `  (round ${round + 1})` : ''}\n`);
+        }
       }
     }
     const table = formatResults(jobs, results);
@@ -97,7 +110,7 @@ export async function runNbdBench(argv: string[]): Promise<void> {
       process.stdout.write(`cairnd busy poll: ${cairnBusyPoll.spins} spins, ${share.toFixed(0)}% caught the next event, ${cairnBusyPoll.spinSeconds.toFixed(1)} s spent spinning\n`);
     }
     mkdirSync(dirname(out), { recursive: true });
-    writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), runtimeSeconds, sizeBytes, cairnExtentBytes: extentBytes ?? null, cairnBusyPoll, results }, null, 2) + '\n');
+    writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), runtimeSeconds, rounds, sizeBytes, cairnExtentBytes: extentBytes ?? null, cairnBusyPoll, results }, null, 2) + '\n');
     process.stdout.write(`saved ${out}\n`);
   } finally {
     await cleanup();
@@ -160,7 +173,14 @@ async function startQemuNbd(root: string, sizeBytes: number): Promise<{ server: 
   return { server, uri: `nbd+unix:///?socket=${socket}` };
 }
 
-async function runFio(root: string, job: Job, serverName: string, uri: string, sizeBytes: number, runtimeSeconds: number): Promise<Result> {
+async function fillImage(root: string, serverName: string, uri: string, sizeBytes: number): Promise<void> {
+  const jobFile = join(root, `fill-${serverName}.fio`);
+  writeFileSync(jobFile, ['[fill]', 'ioengine=nbd', `uri=${uri}`, `size=${sizeBytes}`, 'rw=write', 'bs=1M', 'iodepth=8', 'fsync_on_close=1', ''].join('\n'));
+  const { code, stderr } = await run('fio', [jobFile], { timeoutMs: 600_000 });
+  if (code !== 0) throw new Error(`filling ${serverName}'s image failed (${code}): ${stderr.slice(-2000)}`);
+}
+
+async function runFio(root: string, job: Job, serverName: string, uri: string, sizeBytes: number, runtimeSeconds: number): Promise<Omit<Result, 'round'>> {
   const jobFile = join(root, `${job.name}-${serverName}.fio`);
   writeFileSync(jobFile, [
     '[global]', 'ioengine=nbd', `uri=${uri}`, `size=${sizeBytes}`, 'time_based=1', `runtime=${runtimeSeconds}`, 'ramp_time=1',
@@ -179,6 +199,13 @@ async function runFio(root: string, job: Job, serverName: string, uri: string, s
   };
 }
 
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/** Per job and server: the median run; per ratio: the median (and range) of the per-round ratios. */
 function formatResults(jobs: readonly Job[], results: readonly Result[]): string {
   const servers = [...new Set(results.map((r) => r.server))];
   // Ratios to nbdkit for Cairn (always a column) and for the optional second Cairn and floor.
@@ -187,13 +214,20 @@ function formatResults(jobs: readonly Job[], results: readonly Result[]): string
   const rows = jobs.map((job) => {
     const cells = [job.name];
     for (const server of servers) {
-      const r = results.find((x) => x.job === job.name && x.server === server);
+      const runs = results.filter((x) => x.job === job.name && x.server === server).sort((a, b) => a.iops - b.iops);
+      const r = runs[Math.floor((runs.length - 1) / 2)];
       cells.push(r ? r.iops.toFixed(0) : '-', r ? r.mbps.toFixed(1) : '-', r ? `${r.p50us.toFixed(0)}/${r.p99us.toFixed(0)}` : '-');
     }
-    const nbdkit = results.find((x) => x.job === job.name && x.server === 'nbdkit');
     const ratio = (server: string): string => {
-      const r = results.find((x) => x.job === job.name && x.server === server);
-      return r && nbdkit && nbdkit.iops > 0 ? (r.iops / nbdkit.iops).toFixed(2) : '-';
+      const ratios: number[] = [];
+      for (const r of results) {
+        if (r.job !== job.name || r.server !== server) continue;
+        const nbdkit = results.find((x) => x.job === job.name && x.server === 'nbdkit' && x.round === r.round);
+        if (nbdkit && nbdkit.iops > 0) ratios.push(r.iops / nbdkit.iops);
+      }
+      if (ratios.length === 0) return '-';
+      const text = median(ratios).toFixed(2);
+      return ratios.length === 1 ? text : `${text} (${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)})`;
     };
     cells.push(...ratioServers.map(ratio));
     return cells;
