@@ -15,10 +15,12 @@
  * 64 MiB of the built-in profile). Cairn keeps the volume in one segment file per drive, as
  * nbdkit and qemu-nbd keep theirs in one image; --per-extent adds a second Cairn, `cairn-pe`,
  * started with `--segment-size` equal to the extent size (one file per extent, the original
- * layout), so the table shows in the same run what the layout costs on flush-bound jobs.
+ * layout; it runs whatever --only says), so the table shows in the same run what the layout
+ * costs on flush-bound jobs.
  *
  * With --rounds N, every job runs N times on every server (the order rotating each round); the
- * table shows each server's median run, and each ratio is the median of the N ratios measured
+ * table shows each server's median run (of an even count, the lower middle one), and each ratio
+ * is the median of the N ratios measured
  * in the same round (the runs of one round are minutes apart, not tens of minutes), with their
  * range: on a machine whose disk speed drifts, that pairing is what keeps a ratio meaningful.
  *

@@ -9,11 +9,13 @@
  * because flush covers every write of the volume whichever connection issued it; FUA native
  * (pwritev2 RWF_DSYNC, one thread-pool hop).
  *
- * `extents` is bounded: one call describes at most `extentsDescriptorsMax` descriptors, makes at
- * most `extentsScanFilesMax` lseek walks over files and visits at most `extentsScanExtentsMax`
- * pieces (an extent, or on one drive the rest of a segment), so a query over a huge volume
- * returns a prefix quickly and the caller asks again. On one drive a walk runs through a whole
- * segment, so a 1 TiB volume in its one segment file is described in one call. Adjacent descriptors of the same kind are merged, across extents too.
+ * `extents` is bounded: one call describes at most `extentsDescriptorsMax` descriptors, spends
+ * about `extentsScanSeeksMax` lseek calls (a walk over a piece costs at most two per descriptor
+ * it returns) and visits at most `extentsScanExtentsMax` pieces (an extent, or on one drive the
+ * rest of a segment), so a query over a huge volume returns a prefix quickly and the caller asks
+ * again. On one drive a walk runs through a whole segment, so a 1 TiB volume in its one segment
+ * file is described in one call; spread over drives, an extent with no data costs one lseek.
+ * Adjacent descriptors of the same kind are merged, across extents too.
  */
 import { extentBytesDefault, nbdBlockStatusDescriptorsMax } from '../limits';
 import { assert } from '../util/assert';
@@ -22,7 +24,7 @@ import type { ExtentStore } from '../extent/extent-store';
 import { BlockCapabilities, BlockDeviceBase, DirectWrite, Extent, FlushNotice } from './block-device';
 
 export const extentsDescriptorsMax = nbdBlockStatusDescriptorsMax;
-export const extentsScanFilesMax = 64;
+export const extentsScanSeeksMax = 4096;
 export const extentsScanExtentsMax = 4096;
 
 export interface VolumeDeviceOpenOptions {
@@ -177,7 +179,7 @@ export class VolumeDevice extends BlockDeviceBase {
     const end = offset + length;
     const merged: Array<{ length: number; hole: boolean; zero: boolean }> = [];
     let position = offset;
-    let filesVisited = 0;
+    let seeksSpent = 0;
     let extentsVisited = 0;
     while (position < end && merged.length < extentsDescriptorsMax && extentsVisited < extentsScanExtentsMax) {
       const index = Math.floor(position / extentBytes);
@@ -190,9 +192,9 @@ export class VolumeDevice extends BlockDeviceBase {
       const pieceLength = Math.min(pieceEnd, end) - position;
       let pieces: Extent[];
       if (volume.hasFileFor(index)) {
-        if (filesVisited === extentsScanFilesMax) break;
-        filesVisited++;
+        if (seeksSpent >= extentsScanSeeksMax) break;
         pieces = await volume.allocation(index, within, pieceLength, extentsDescriptorsMax - merged.length + 1);
+        seeksSpent += 2 * pieces.length;
       } else {
         pieces = [{ length: pieceLength, hole: true, zero: true }];
       }

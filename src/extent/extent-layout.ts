@@ -132,6 +132,11 @@ export function extentUsableBytes(index: number, sizeBytes: number, extentBytes:
   return Math.min(extentBytes, sizeBytes - start);
 }
 
+/** Whether `name` is a data file of either layout (a segment or a one-extent file). */
+export function isDataFileName(name: string): boolean {
+  return extentFilePattern.test(name) || segmentFilePattern.test(name);
+}
+
 /** The file of extent `index` in the one-extent-per-file layout. */
 export function extentFileName(index: number): string {
   return `${checkedIndex(index)}.extent`;

@@ -8,8 +8,9 @@
  * Segment size: a volume first stored on this drive gets max(its extent size, the store's
  * segmentBytes), recorded in its layout.json. The store's default is 1 TiB, so a volume of up to
  * 1 TiB is one file and its FLUSH one fdatasync (per drive), as for a disk image; it is halved
- * at open until the drive's filesystem accepts a file that long (ext4 with 1 KiB blocks stops at
- * 16 GiB). Volumes recorded without a segment size are the one-file-per-extent layout and keep it.
+ * at open until the drive's filesystem accepts a file that long (ext2/ext3 with 1 KiB blocks stop
+ * at 16 GiB; a filesystem without sparse files ends at one file per extent). Volumes recorded
+ * without a segment size are the one-file-per-extent layout and keep it.
  *
  * Owns: the drive's directory tree, the probe of what its filesystem supports, the bounded LRU
  * cache of open segment descriptors shared by all volumes of the drive, and the open volumes.
@@ -33,11 +34,11 @@ import { isPowerOfTwo, MiB, TiB } from '../util/units';
 import { fallocateModes, FallocateModes, loadNativeBinding, NativeBinding } from '../native/binding';
 import { extentError, isUnsupportedError } from './extent-errors';
 import {
-  checkFileLayout, checkLayout, checkVolumeId, FileLayout, layoutFileName, parseSegmentFileName, segmentBytesMax,
-  segmentFileName, VolumeLayout, volumesDirectoryName,
+  checkFileLayout, checkLayout, checkVolumeId, FileLayout, layoutFileName, parseSegmentFileName,
+  segmentBytesMax, VolumeLayout, volumesDirectoryName,
 } from './extent-layout';
 import { OpenExtentList } from './open-extent-list';
-import { allocatedBytesOf, listSegmentFiles, StoredVolume } from './stored-volume';
+import { allocatedBytesOf, listDataFiles, listSegmentFiles, StoredVolume } from './stored-volume';
 import type { DriveFeatures, OpenSegment, SyncFunction, VolumeServices } from './extent-types';
 
 export type { DriveFeatures, SyncFunction, SyncTarget } from './extent-types';
@@ -225,11 +226,10 @@ export class ExtentStore {
     if (open !== undefined) return open.allocatedBytes();
     const directory = path.join(this.volumesPath, volumeId);
     if (!await pathExists(directory)) return 0;
-    // No record: the volume never stored a byte here (the record is written before any file).
-    const layout = await readLayoutRecord(directory);
-    if (layout === undefined) return 0;
-    const segments = await listSegmentFiles(directory, (name) => parseSegmentFileName(layout, name));
-    return allocatedBytesOf(directory, [...segments].map((segment) => segmentFileName(layout, segment)));
+    // Every data file of either layout counts, without reading the record: a volume whose
+    // record is damaged still reports its space (and never fails a listing of all volumes).
+    const names = await listDataFiles(directory);
+    return allocatedBytesOf(directory, names);
   }
 
   /** Flushes and closes one volume's handle; its files stay. */
@@ -432,7 +432,13 @@ async function ensureDirectory(directory: string): Promise<void> {
   await syncDirectoryPath(path.dirname(directory));
 }
 
-/** The file layout recorded in a volume directory, or undefined when it has no record yet. */
+/**
+ * The file layout recorded in a volume directory, or undefined when it has no record yet. Two
+ * forms: `{"extentBytes": E}` is one file per extent (the original record, which binaries
+ * before segments read too); segment layouts are `{"version": 2, "fileLayout": {"extentBytes":
+ * E, "segmentBytes": S}}`, which those binaries refuse ("has no extentBytes") instead of
+ * reading a segmented volume as zeroes.
+ */
 async function readLayoutRecord(directory: string): Promise<FileLayout | undefined> {
   const recordPath = path.join(directory, layoutFileName);
   let text: string;
@@ -443,23 +449,45 @@ async function readLayoutRecord(directory: string): Promise<FileLayout | undefin
     throw extentError(error, 'read', recordPath);
   }
   if (text.length > 4096) throw new CairnError('CAIRN_CORRUPT', `${recordPath} is too long to be a layout record`);
-  let recorded: { extentBytes?: unknown; segmentBytes?: unknown };
+  let parsed: unknown;
   try {
-    recorded = JSON.parse(text) as { extentBytes?: unknown; segmentBytes?: unknown };
+    parsed = JSON.parse(text);
   } catch (error) {
     throw new CairnError('CAIRN_CORRUPT', `${recordPath} is not valid JSON`, { cause: error });
   }
-  if (typeof recorded !== 'object' || recorded === null || typeof recorded.extentBytes !== 'number') {
-    throw new CairnError('CAIRN_CORRUPT', `${recordPath} has no extentBytes`);
+  const corrupt = (what: string): CairnError => new CairnError('CAIRN_CORRUPT', `${recordPath} ${what}`);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw corrupt('is not a layout record');
+  const record = parsed as Record<string, unknown>;
+  let layout: FileLayout;
+  if (Object.hasOwn(record, 'version')) {
+    if (record['version'] !== 2) {
+      throw corrupt(`is a layout record of an unknown version (${JSON.stringify(record['version'])}); this cairnd reads versions 1 and 2`);
+    }
+    const inner = record['fileLayout'];
+    const unknown = Object.keys(record).filter((key) => key !== 'version' && key !== 'fileLayout');
+    if (unknown.length > 0) throw corrupt(`has unknown fields (${unknown.join(', ')})`);
+    if (typeof inner !== 'object' || inner === null) throw corrupt('has no fileLayout');
+    const fields = inner as Record<string, unknown>;
+    layout = { extentBytes: fields['extentBytes'], segmentBytes: fields['segmentBytes'] } as FileLayout;
+  } else {
+    if (typeof record['extentBytes'] !== 'number') throw corrupt('has no extentBytes');
+    if (Object.keys(record).length !== 1) throw corrupt(`has unknown fields (${Object.keys(record).filter((key) => key !== 'extentBytes').join(', ')})`);
+    layout = { extentBytes: record['extentBytes'], segmentBytes: record['extentBytes'] };
   }
-  // A record without segmentBytes is the original layout: one file per extent.
-  const layout = { extentBytes: recorded.extentBytes, segmentBytes: recorded.segmentBytes ?? recorded.extentBytes } as FileLayout;
   try {
     checkFileLayout(layout);
   } catch (error) {
     throw new CairnError('CAIRN_CORRUPT', `${recordPath}: ${(error as Error).message}`, { cause: error });
   }
   return layout;
+}
+
+/** The record's text for a layout: the original form for one file per extent (see readLayoutRecord). */
+function layoutRecordText(layout: FileLayout): string {
+  const record = layout.segmentBytes === layout.extentBytes
+    ? { extentBytes: layout.extentBytes }
+    : { version: 2, fileLayout: { extentBytes: layout.extentBytes, segmentBytes: layout.segmentBytes } };
+  return `${JSON.stringify(record)}\n`;
 }
 
 /**
@@ -472,16 +500,23 @@ async function ensureLayoutRecord(directory: string, layout: VolumeLayout, segme
     if (recorded.extentBytes !== layout.extentBytes) throw mismatch(layout, recorded.extentBytes);
     return recorded;
   }
+  const recordPath = path.join(directory, layoutFileName);
+  // Files without a record: which layout they use is unknown, so guessing could read bytes
+  // from the wrong place (the record is always written before the first file).
+  const orphans = await listDataFiles(directory);
+  if (orphans.length > 0) {
+    throw new CairnError('CAIRN_CORRUPT',
+      `${directory} holds ${orphans.length} data file(s) (${orphans.slice(0, 3).join(', ')}) but no layout record; restore ${layoutFileName} from a backup or move the files away`);
+  }
   const fileLayout: FileLayout = { extentBytes: layout.extentBytes, segmentBytes };
   checkFileLayout(fileLayout);
-  const recordPath = path.join(directory, layoutFileName);
   // Write a temporary file, make it durable, then rename it into place: a crash leaves either
   // no record (written again on the next open) or a complete one, never a torn one.
   const temporaryPath = `${recordPath}.tmp`;
   try {
     const fd = await openFile(temporaryPath, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC, 0o600);
     try {
-      await writeTextFile(fd, `${JSON.stringify(fileLayout)}\n`);
+      await writeTextFile(fd, layoutRecordText(fileLayout));
       await fsyncFile(fd);
     } finally {
       await closeFile(fd);
@@ -540,7 +575,11 @@ async function probeDrive(native: NativeBinding, drivePath: string, askedSegment
   return { features, segmentBytes };
 }
 
-/** See probeDrive: a file length the filesystem refuses fails with EFBIG (or EINVAL). */
+/**
+ * See probeDrive. A length the filesystem cannot hold fails with EFBIG (or EINVAL); one it would
+ * have to allocate (no sparse files) with ENOSPC or EDQUOT; either way that length does not fit.
+ * Anything else (EIO, EROFS) is a real error.
+ */
 async function probeSegmentBytes(fd: number, probePath: string, asked: number | undefined): Promise<number> {
   const fits = async (bytes: number): Promise<boolean> => {
     try {
@@ -548,7 +587,7 @@ async function probeSegmentBytes(fd: number, probePath: string, asked: number | 
       return true;
     } catch (error) {
       const code = (error as { code?: unknown }).code;
-      if (code === 'EFBIG' || code === 'EINVAL') return false;
+      if (code === 'EFBIG' || code === 'EINVAL' || code === 'ENOSPC' || code === 'EDQUOT') return false;
       throw extentError(error, 'size', probePath);
     }
   };

@@ -29,8 +29,9 @@
  * the kernel throttles dirty pages.
  *
  * Invariants: an fd with I/O in flight (`inflight > 0`) is never closed; a segment file is never
- * longer than segmentBytes; a missing segment file, and any byte past a file's end, reads as
- * zeroes; a file is created on the first write to its span.
+ * longer than segmentBytes, and is lengthened to its part of the volume when opened and when the
+ * volume grows; a missing segment file, and any byte past a file's end, reads as zeroes; a file
+ * is created on the first write to its span.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -40,7 +41,7 @@ import { assert } from '../util/assert';
 import type { DirectWrite, Extent, FlushNotice } from '../block/block-device';
 import { extentError, isUnsupportedError } from './extent-errors';
 import {
-  checkVolumeBytes, extentCount, extentUsableBytes, FileLayout, segmentFileBytes, segmentFileName, VolumeLayout,
+  checkVolumeBytes, extentCount, extentUsableBytes, FileLayout, isDataFileName, segmentFileBytes, segmentFileName, VolumeLayout,
 } from './extent-layout';
 import type { OpenSegment, VolumeServices } from './extent-types';
 import { VolumeDurability } from './volume-durability';
@@ -53,6 +54,9 @@ const statPath = promisify(fs.stat);
 const readDirectory = promisify(fs.readdir);
 
 type VolumeState = 'open' | 'closing' | 'closed';
+
+/** When the creation map holds this many files, entries already durable are dropped. */
+const creationsPruneAt = 256;
 
 export class StoredVolume {
   readonly volumeId: string;
@@ -71,6 +75,11 @@ export class StoredVolume {
   /** Opens in progress, so concurrent requests for one segment share one open. */
   readonly opening = new Map<number, Promise<OpenSegment | undefined>>();
   private readonly durability: VolumeDurability;
+  /**
+   * Creation numbers of files whose directory entry may not be durable yet, by segment: a file
+   * evicted from the descriptor cache and opened again must still make a FUA write wait for it.
+   */
+  private readonly creations = new Map<number, number>();
   private activeOperations = 0;
   private drained: (() => void) | undefined;
   private shutdownPromise: Promise<void> | undefined;
@@ -329,6 +338,7 @@ export class StoredVolume {
         `volume ${this.volumeId} is ${this.currentSizeBytes} bytes; shrinking to ${sizeBytes} would destroy data`);
     }
     this.currentSizeBytes = sizeBytes;
+    for (const entry of this.openSegments.values()) lengthenOpenFile(entry.fd, segmentFileBytes(this.fileLayout, entry.segment, sizeBytes));
   }
 
   /** Bytes the drive has allocated for this volume: the sum of st_blocks × 512 of its segment files. */
@@ -388,11 +398,25 @@ export class StoredVolume {
     if (isNew) {
       this.existing.add(segment);
       createdSeq = this.durability.noteCreated();
+      this.noteCreation(segment, createdSeq);
+    } else {
+      const seq = this.creations.get(segment);
+      if (seq !== undefined && seq > this.durability.directoryDurableUpTo) createdSeq = seq;
+      else this.creations.delete(segment);
     }
     return {
       volume: this, segment, fd, path: filePath, inflight: 0, dirty: false, evicting: false,
       writebackFailed: false, closed: false, createdSeq, previous: null, next: null, listed: false,
     };
+  }
+
+  /** Remembers a new file's creation number; forgets those whose directory entry is durable once many pile up. */
+  private noteCreation(segment: number, seq: number): void {
+    if (this.creations.size >= creationsPruneAt) {
+      const durable = this.durability.directoryDurableUpTo;
+      for (const [other, otherSeq] of this.creations) if (otherSeq <= durable) this.creations.delete(other);
+    }
+    this.creations.set(segment, seq);
   }
 
   /** Syncs one dirty entry so the store can close it; never rejects (failures are sticky). */
@@ -621,6 +645,19 @@ export class StoredVolume {
   }
 }
 
+/**
+ * Lengthens an open segment file to `bytes` after the volume grew (a metadata-only ftruncate, on
+ * the calling thread). Best effort: a file shorter than its part of the volume still reads as
+ * zeroes past its end and is lengthened when it is next opened, so a failure here loses nothing.
+ */
+function lengthenOpenFile(fd: number, bytes: number): void {
+  try {
+    if (fs.fstatSync(fd).size < bytes) fs.ftruncateSync(fd, bytes);
+  } catch {
+    // See above: the open path lengthens it, and reads past the end are zeroes meanwhile.
+  }
+}
+
 /** Sum of st_blocks × 512 of the named files in `directory`, skipping files that vanished. */
 export async function allocatedBytesOf(directory: string, names: readonly string[]): Promise<number> {
   const concurrency = 32;
@@ -639,15 +676,24 @@ export async function allocatedBytesOf(directory: string, names: readonly string
   return total;
 }
 
-/** The segment files in a volume directory, by segment. */
-export async function listSegmentFiles(directory: string, parse: (name: string) => number | undefined): Promise<Set<number>> {
-  const indexes = new Set<number>();
-  let names: string[];
+/** The names in a volume directory. */
+async function listDirectory(directory: string): Promise<string[]> {
   try {
-    names = await readDirectory(directory);
+    return await readDirectory(directory);
   } catch (error) {
     throw extentError(error, 'list', directory);
   }
+}
+
+/** The data files of either layout in a volume directory (see isDataFileName). */
+export async function listDataFiles(directory: string): Promise<string[]> {
+  return (await listDirectory(directory)).filter(isDataFileName);
+}
+
+/** The segment files in a volume directory, by segment. */
+export async function listSegmentFiles(directory: string, parse: (name: string) => number | undefined): Promise<Set<number>> {
+  const indexes = new Set<number>();
+  const names = await listDirectory(directory);
   for (const name of names) {
     const index = parse(name);
     if (index !== undefined) indexes.add(index);

@@ -41,6 +41,11 @@ export class VolumeDurability {
     return this.stickyFailure;
   }
 
+  /** Every file numbered up to this has a durable directory entry. */
+  get directoryDurableUpTo(): number {
+    return this.directoryDurableSeq;
+  }
+
   get dirtyCount(): number {
     return this.dirtyEntries.size;
   }
