@@ -458,20 +458,23 @@ async function readLayoutRecord(directory: string): Promise<FileLayout | undefin
   const corrupt = (what: string): CairnError => new CairnError('CAIRN_CORRUPT', `${recordPath} ${what}`);
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw corrupt('is not a layout record');
   const record = parsed as Record<string, unknown>;
+  const checkFields = (...known: string[]): void => {
+    const unknown = Object.keys(record).filter((key) => !known.includes(key));
+    if (unknown.length > 0) throw corrupt(`has unknown fields (${unknown.join(', ')})`);
+  };
   let layout: FileLayout;
   if (Object.hasOwn(record, 'version')) {
     if (record['version'] !== 2) {
       throw corrupt(`is a layout record of an unknown version (${JSON.stringify(record['version'])}); this cairnd reads versions 1 and 2`);
     }
     const inner = record['fileLayout'];
-    const unknown = Object.keys(record).filter((key) => key !== 'version' && key !== 'fileLayout');
-    if (unknown.length > 0) throw corrupt(`has unknown fields (${unknown.join(', ')})`);
+    checkFields('version', 'fileLayout');
     if (typeof inner !== 'object' || inner === null) throw corrupt('has no fileLayout');
     const fields = inner as Record<string, unknown>;
     layout = { extentBytes: fields['extentBytes'], segmentBytes: fields['segmentBytes'] } as FileLayout;
   } else {
     if (typeof record['extentBytes'] !== 'number') throw corrupt('has no extentBytes');
-    if (Object.keys(record).length !== 1) throw corrupt(`has unknown fields (${Object.keys(record).filter((key) => key !== 'extentBytes').join(', ')})`);
+    checkFields('extentBytes');
     layout = { extentBytes: record['extentBytes'], segmentBytes: record['extentBytes'] };
   }
   try {
