@@ -109,7 +109,7 @@ export async function runNbdBench(argv: string[]): Promise<void> {
     const cairnBusyPoll = want('cairn') ? (await cairnApi(root, 'cairn').status()).nbd.busyPoll : null;
     if (cairnBusyPoll) {
       const share = cairnBusyPoll.spins === 0 ? 0 : (100 * cairnBusyPoll.hits) / cairnBusyPoll.spins;
-      process.stdout.write(`cairnd busy poll: ${cairnBusyPoll.spins} spins, ${share.toFixed(0)}% caught the next event, ${cairnBusyPoll.spinSeconds.toFixed(1)} s spent spinning\n`);
+      process.stdout.write(`cairnd busy poll: ${cairnBusyPoll.spins} spins, ${share.toFixed(0)}% caught the next event, ${cairnBusyPoll.contended} stopped for a busy CPU, ${cairnBusyPoll.spinSeconds.toFixed(1)} s spent spinning\n`);
     }
     mkdirSync(dirname(out), { recursive: true });
     writeFileSync(out, JSON.stringify({ date: new Date().toISOString(), runtimeSeconds, rounds, sizeBytes, cairnExtentBytes: extentBytes ?? null, cairnBusyPoll, results }, null, 2) + '\n');

@@ -114,8 +114,9 @@ export interface StatusView {
 
 /**
  * The event loop's adaptive busy poll (config nbd.busyPollMicros): how often an idle loop spun
- * for its next event, how often that event came within the spin, and the time spent spinning
- * (an upper bound on its CPU cost).
+ * for its next event, how often that event came within the spin, how often the spin stopped
+ * because another thread needed the CPU (contended), and the time spent spinning (an upper bound
+ * on its CPU cost).
  */
 export interface BusyPollView {
   readonly maxMicros: number;
@@ -123,6 +124,7 @@ export interface BusyPollView {
   readonly spins: number;
   readonly hits: number;
   readonly timeouts: number;
+  readonly contended: number;
   readonly spinSeconds: number;
 }
 

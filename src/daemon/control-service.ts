@@ -259,6 +259,6 @@ function busyPollView(stats: LoopPollStats | undefined): BusyPollView | null {
   if (stats === undefined) return null;
   return {
     maxMicros: Math.round(stats.maxSpinNs / 1000), windowMicros: Math.round(stats.windowNs / 1000),
-    spins: stats.spins, hits: stats.hits, timeouts: stats.timeouts, spinSeconds: stats.spinNs / 1e9,
+    spins: stats.spins, hits: stats.hits, timeouts: stats.timeouts, contended: stats.contended, spinSeconds: stats.spinNs / 1e9,
   };
 }

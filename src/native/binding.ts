@@ -175,6 +175,14 @@ function checkBytes(name: string, value: unknown): asserts value is Uint8Array {
   }
 }
 
+/** Two buffers a call fills at once must not share a byte (one would overwrite the other). */
+function checkDisjoint(name: string, a: Uint8Array, otherName: string, b: Uint8Array): void {
+  if (a.buffer !== b.buffer) return;
+  if (a.byteOffset < b.byteOffset + b.length && b.byteOffset < a.byteOffset + a.length) {
+    throw new TypeError(`${name} and ${otherName} must not overlap`);
+  }
+}
+
 function checkFdList(name: string, value: unknown): asserts value is readonly number[] {
   if (!Array.isArray(value)) throw new TypeError(`${name} must be an array of file descriptors`);
   if (value.length > nativeSyncFdsMax) throw new TypeError(`${name} holds more than ${nativeSyncFdsMax} descriptors`);
@@ -533,10 +541,19 @@ export function checkedSocketBinding(raw: SocketBinding): SocketBinding {
       checkFd(fd); checkBytes('target', target); checkIdle(idleMs);
       return raw.recvAsync(fd, target, idleMs);
     },
-    recvWriteAsync(fd, buffer, from, idleMs, fileFd, position) {
+    recvAheadAsync(fd, target, ahead, idleMs) {
+      checkFd(fd); checkBytes('target', target); checkBytes('ahead', ahead); checkIdle(idleMs);
+      checkDisjoint('target', target, 'ahead', ahead);
+      return raw.recvAheadAsync(fd, target, ahead, idleMs);
+    },
+    recvWriteAsync(fd, buffer, from, idleMs, fileFd, position, ahead) {
       checkFd(fd); checkBytes('buffer', buffer); checkRange('from', from, 0, buffer.length); checkIdle(idleMs);
       checkFd(fileFd); checkInteger('position', position, 0);
-      return raw.recvWriteAsync(fd, buffer, from, idleMs, fileFd, position);
+      if (ahead !== undefined) {
+        checkBytes('ahead', ahead);
+        checkDisjoint('buffer', buffer, 'ahead', ahead);
+      }
+      return raw.recvWriteAsync(fd, buffer, from, idleMs, fileFd, position, ahead);
     },
   };
 }
@@ -549,10 +566,14 @@ export interface LoopPollStats {
   readonly maxSpinNs: number;
   /** The current adaptive window (0 after long idle periods). */
   readonly windowNs: number;
-  /** Idle periods that began with a spin, those a ready event ended, those that ran out. */
+  /**
+   * Idle periods that began with a spin, those a ready event ended, those that ran out, and those
+   * ended because a yield let another thread run (the CPUs are busy: spinning only takes from it).
+   */
   readonly spins: number;
   readonly hits: number;
   readonly timeouts: number;
+  readonly contended: number;
   /** Total wall time spent spinning: an upper bound on its CPU cost (other threads run while it yields). */
   readonly spinNs: number;
 }

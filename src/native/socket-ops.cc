@@ -5,7 +5,14 @@
 //   socketClose(fd): void        close(2) of a descriptor socketDup returned
 //   sendAsync(fd, sources[], idleMs): Promise<number>   (the buffers in order, one sendmsg)
 //   recvAsync(fd, target, idleMs): Promise<number>
-//   recvWriteAsync(fd, buffer, from, idleMs, fileFd, position): Promise<{received, written, writeError?}>
+//   recvAheadAsync(fd, target, ahead, idleMs): Promise<{received, ahead}>
+//   recvWriteAsync(fd, buffer, from, idleMs, fileFd, position, ahead?): Promise<{received, written, writeError?, ahead}>
+//
+// Receiving ahead: once the whole target is in (and written, for recvWriteAsync), one
+// non-blocking recv takes whatever has arrived since — typically the next request's header —
+// into `ahead` (0 bytes when nothing is waiting, the peer ended, or the socket failed: the
+// caller's own reads then find out). The caller then parses the next request at once, without
+// first resuming its reads on the event loop, waiting a loop turn for the socket and reading it.
 //
 // The transfers run on the libuv thread pool: send or receive until the whole buffer has moved,
 // waiting with poll(2) while the socket is not ready. They give up early — resolving with the
@@ -75,6 +82,13 @@ class SocketTransferWorker : public PromiseWorker {
     position_ = position;
   }
 
+  // Receive only: after the whole target, one non-blocking recv into `buffer` (see the header).
+  void SetAhead(Napi::Value buffer, ByteView view) {
+    ahead_reference_ = Napi::Persistent(buffer.As<Napi::Object>());
+    ahead_ = view;
+    has_ahead_ = true;
+  }
+
  protected:
   void Execute() override {
     while (done_ < total_) {
@@ -92,11 +106,14 @@ class SocketTransferWorker : public PromiseWorker {
       if (!WaitReady()) return;
     }
     if (file_fd_ >= 0) WriteFile();
+    if (has_ahead_) ReceiveAhead();
   }
   Napi::Value Result(Napi::Env env) override {
-    if (file_fd_ < 0) return Napi::Number::New(env, static_cast<double>(done_));
+    if (file_fd_ < 0 && !has_ahead_) return Napi::Number::New(env, static_cast<double>(done_));
     Napi::Object result = Napi::Object::New(env);
     result.Set("received", Napi::Number::New(env, static_cast<double>(done_)));
+    if (has_ahead_) result.Set("ahead", Napi::Number::New(env, static_cast<double>(ahead_done_)));
+    if (file_fd_ < 0) return result;
     result.Set("written", Napi::Number::New(env, static_cast<double>(written_)));
     if (write_errno_ != 0) result.Set("writeError", ErrnoError(env, write_errno_, "pwrite", "").Value());
     return result;
@@ -119,6 +136,16 @@ class SocketTransferWorker : public PromiseWorker {
       }
       written_ += static_cast<size_t>(result);
     }
+  }
+
+  // What has arrived after the target, without waiting; nothing on EAGAIN, the end or an error.
+  void ReceiveAhead() {
+    if (ahead_.length == 0) return;
+    ssize_t result;
+    do {
+      result = recv(fd_, ahead_.data, ahead_.length, MSG_DONTWAIT);
+    } while (result < 0 && errno == EINTR);
+    if (result > 0) ahead_done_ = static_cast<size_t>(result);
   }
 
   // One sendmsg of everything not sent yet.
@@ -166,6 +193,10 @@ class SocketTransferWorker : public PromiseWorker {
   int64_t position_ = 0;
   size_t written_ = 0;
   int write_errno_ = 0;
+  Napi::ObjectReference ahead_reference_;
+  ByteView ahead_{nullptr, 0};
+  bool has_ahead_ = false;
+  size_t ahead_done_ = 0;
 };
 
 int IdleArgument(const Napi::CallbackInfo& info, size_t index) {
@@ -210,9 +241,23 @@ Napi::Value RecvAsync(const Napi::CallbackInfo& info) {
   return QueueWorker(worker);
 }
 
-// recvWriteAsync(fd, buffer, from, idleMs, fileFd, position): receives buffer[from..] from the
-// socket, then writes the whole buffer to the file at position, in one pool call.
-// Resolves {received (bytes of the buffer in place), written, writeError?}.
+// recvAheadAsync(fd, target, ahead, idleMs): fills target, then receives ahead (see the header).
+Napi::Value RecvAheadAsync(const Napi::CallbackInfo& info) {
+  RequireArgumentCount(info, 4, "recvAheadAsync");
+  const int fd = FdArgument(info, 0, "fd");
+  const ByteView view = BytesArgument(info, 1, "target");
+  const ByteView ahead = BytesArgument(info, 2, "ahead");
+  const int idle_ms = IdleArgument(info, 3);
+  auto* worker = new SocketTransferWorker(info.Env(), false, fd, idle_ms);
+  worker->AddBuffer(info[1], view);
+  worker->SetAhead(info[2], ahead);
+  return QueueWorker(worker);
+}
+
+// recvWriteAsync(fd, buffer, from, idleMs, fileFd, position, ahead?): receives buffer[from..]
+// from the socket, then writes the whole buffer to the file at position, then receives ahead,
+// in one pool call. Resolves {received (bytes of the buffer in place), written, writeError?,
+// ahead (only when given)}.
 Napi::Value RecvWriteAsync(const Napi::CallbackInfo& info) {
   RequireArgumentCount(info, 6, "recvWriteAsync");
   const int fd = FdArgument(info, 0, "fd");
@@ -225,6 +270,7 @@ Napi::Value RecvWriteAsync(const Napi::CallbackInfo& info) {
   auto* worker = new SocketTransferWorker(info.Env(), false, fd, idle_ms);
   worker->AddBuffer(info[1], view);
   worker->SetFileTarget(static_cast<size_t>(from), file_fd, position);
+  if (info.Length() > 6 && !info[6].IsUndefined()) worker->SetAhead(info[6], BytesArgument(info, 6, "ahead"));
   return QueueWorker(worker);
 }
 
@@ -266,6 +312,7 @@ void InitSocketOps(Napi::Env env, Napi::Object exports) {
   exports.Set("socketClose", Napi::Function::New(env, SocketClose, "socketClose"));
   exports.Set("sendAsync", Napi::Function::New(env, SendAsync, "sendAsync"));
   exports.Set("recvAsync", Napi::Function::New(env, RecvAsync, "recvAsync"));
+  exports.Set("recvAheadAsync", Napi::Function::New(env, RecvAheadAsync, "recvAheadAsync"));
   exports.Set("recvWriteAsync", Napi::Function::New(env, RecvWriteAsync, "recvWriteAsync"));
 }
 

@@ -34,11 +34,25 @@ export interface SocketCalls {
   sendAsync(fd: number, sources: readonly Uint8Array[], idleMs: number): Promise<number>;
   recvAsync(fd: number, target: Uint8Array, idleMs: number): Promise<number>;
   /**
-   * Receives buffer[from..] from the socket, then — only if all of it arrived — pwrites the whole
-   * buffer to `fileFd` at `position`, in one pool call. A failed pwrite is reported in
-   * `writeError` (the socket is fine); socket errors reject.
+   * recvAsync, then — only if the whole target arrived — one recv that does not wait, into
+   * `ahead` (a separate buffer): whatever the peer has sent since, usually the next request's
+   * header. `ahead` is 0 when nothing was waiting, the peer ended or the socket failed (the
+   * caller's own reads then find out).
    */
-  recvWriteAsync(fd: number, buffer: Uint8Array, from: number, idleMs: number, fileFd: number, position: number): Promise<ReceiveWriteResult>;
+  recvAheadAsync(fd: number, target: Uint8Array, ahead: Uint8Array, idleMs: number): Promise<ReceiveAheadResult>;
+  /**
+   * Receives buffer[from..] from the socket, then — only if all of it arrived — pwrites the whole
+   * buffer to `fileFd` at `position`, then receives ahead as recvAheadAsync does (when `ahead`
+   * is given), in one pool call. A failed pwrite is reported in `writeError` (the socket is
+   * fine); socket errors reject.
+   */
+  recvWriteAsync(fd: number, buffer: Uint8Array, from: number, idleMs: number, fileFd: number, position: number, ahead?: Uint8Array): Promise<ReceiveWriteResult>;
+}
+
+/** What a receive did: bytes of the target in place, bytes received into the ahead buffer. */
+export interface ReceiveAheadResult {
+  readonly received: number;
+  readonly ahead: number;
 }
 
 /** What a receive-and-write did: bytes of the buffer in place, bytes written, the write's failure. */
@@ -46,6 +60,8 @@ export interface ReceiveWriteResult {
   readonly received: number;
   readonly written: number;
   readonly writeError?: Error;
+  /** Bytes received into the ahead buffer (0 or absent when none was given). */
+  readonly ahead?: number;
 }
 
 /** Transfers running at once in the process (of the libuv pool's threads). */
@@ -95,9 +111,13 @@ export class BulkChannel {
     return this.run((fd) => this.binding.sendAsync(fd, sources, bulkIdleMs));
   }
 
-  /** Receives into `target`; resolves with the bytes received (fewer: the peer paused or ended). */
-  receive(target: Buffer): Promise<number> {
-    return this.run((fd) => this.binding.recvAsync(fd, target, bulkIdleMs));
+  /**
+   * Receives into `target` (fewer bytes: the peer paused or ended), then — when all of it came —
+   * what has already arrived after it into `ahead`, without waiting.
+   */
+  receive(target: Buffer, ahead?: Buffer): Promise<ReceiveAheadResult> {
+    if (ahead === undefined) return this.run((fd) => this.binding.recvAsync(fd, target, bulkIdleMs).then((received) => ({ received, ahead: 0 })));
+    return this.run((fd) => this.binding.recvAheadAsync(fd, target, ahead, bulkIdleMs));
   }
 
   /**
@@ -118,11 +138,11 @@ export class BulkChannel {
 
   /**
    * Receives buffer[from..], then — only if all of it arrived — writes the whole buffer to
-   * `fileFd` at `position`, in one pool call (a WRITE payload straight from the socket to its
-   * extent file).
+   * `fileFd` at `position`, then receives into `ahead` as receive() does, in one pool call (a
+   * WRITE payload straight from the socket to its extent file).
    */
-  receiveAndWrite(buffer: Buffer, from: number, fileFd: number, position: number): Promise<ReceiveWriteResult> {
-    return this.run((fd) => this.binding.recvWriteAsync(fd, buffer, from, bulkIdleMs, fileFd, position));
+  receiveAndWrite(buffer: Buffer, from: number, fileFd: number, position: number, ahead?: Buffer): Promise<ReceiveWriteResult> {
+    return this.run((fd) => this.binding.recvWriteAsync(fd, buffer, from, bulkIdleMs, fileFd, position, ahead));
   }
 
   /** The connection is done with the socket: wakes running transfers, closes once they settle. */

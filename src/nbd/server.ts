@@ -37,7 +37,7 @@ export interface NbdServerOptions {
    * addon's socket calls (loadSocketBinding()). Without it, accepted sockets are served plainly.
    */
   readonly socketCalls?: SocketCalls;
-  /** See StoreOnArrival (connection.ts); default 'auto'. */
+  /** See StoreOnArrival (connection.ts); default 'always'. */
   readonly storeOnArrival?: StoreOnArrival;
 }
 
@@ -64,7 +64,7 @@ export class NbdServer {
     this.connectionsMax = options.connectionsMax ?? nbdConnectionsMax;
     this.shutdownDeadlineMs = options.shutdownDeadlineMs ?? shutdownDeadlineMsDefault;
     this.socketCalls = options.socketCalls;
-    this.storeOnArrival = options.storeOnArrival ?? 'auto';
+    this.storeOnArrival = options.storeOnArrival ?? 'always';
     assert(this.connectionsMax > 0, 'connectionsMax must be positive');
     assert(this.shutdownDeadlineMs >= 0, 'shutdownDeadlineMs must not be negative');
   }

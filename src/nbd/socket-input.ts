@@ -13,6 +13,11 @@
  * Node asks for the next buffer right after each read is reported, so a consumer's answer takes
  * effect from the following read on. Invariant: a read reported with a staging region is a new
  * chunk (`receivedChunk`); one reported with the direct target is `receivedDirect`.
+ *
+ * A third kind, ahead regions, serves reads made off the event loop while the socket is paused
+ * (a bulk receive that also takes what follows its payload, see bulk-channel.ts). They come from
+ * a slab of their own: Node holds the last staging region it was handed for its next read, so
+ * an ahead read must never land there.
  */
 import * as net from 'node:net';
 import { assert } from '../util/assert';
@@ -38,12 +43,39 @@ const stagingReadBytesMin = 16 * KiB;
 /** A staging read while large payloads stream in: a few headers and the start of a payload. */
 const stagingReadBytesSmall = 4 * KiB;
 
+/** Bytes an ahead read takes: the next request's header and the start of its payload, if any. */
+export const aheadReadBytes = stagingReadBytesSmall;
+
+/**
+ * Consecutive regions of slabs. A region's bytes, once committed, are never handed out again
+ * (the slab moves on, and the collector frees it once no chunk or payload view points into it).
+ */
+class Slabs {
+  private slab: Buffer | undefined;
+  private offset = 0;
+
+  /** The next free region, at most `bytes` long (a fresh slab when less than the minimum is left). */
+  region(bytes: number): Buffer {
+    if (this.slab === undefined || this.slab.length - this.offset < stagingReadBytesMin) {
+      this.slab = Buffer.allocUnsafeSlow(stagingSlabBytes);
+      this.offset = 0;
+    }
+    return this.slab.subarray(this.offset, Math.min(this.slab.length, this.offset + bytes));
+  }
+
+  /** The first `count` bytes of the last region are in use now. */
+  commit(count: number): void {
+    this.offset += count;
+  }
+}
+
 export class SocketInput {
   private consumer: InputConsumer | undefined;
-  private slab = Buffer.allocUnsafeSlow(stagingSlabBytes);
-  private slabOffset = 0;
+  private readonly staging = new Slabs();
+  private readonly ahead = new Slabs();
   private lastStaging: Buffer | undefined;
   private lastDirect: Buffer | undefined;
+  private lastAhead: Buffer | undefined;
 
   /**
    * Binds the consumer. Call it in the tick that created the socket: Node reports reads only
@@ -62,15 +94,24 @@ export class SocketInput {
       return direct;
     }
     this.lastDirect = undefined;
-    if (this.slab.length - this.slabOffset < stagingReadBytesMin) {
-      this.slab = Buffer.allocUnsafeSlow(stagingSlabBytes);
-      this.slabOffset = 0;
-    }
-    const readBytes = this.consumer?.expectsLargePayloads() === true ? stagingReadBytesSmall : stagingReadBytesMax;
-    const region = this.slab.subarray(this.slabOffset, Math.min(this.slab.length, this.slabOffset + readBytes));
+    const region = this.staging.region(this.consumer?.expectsLargePayloads() === true ? stagingReadBytesSmall : stagingReadBytesMax);
     this.lastStaging = region;
     return region;
   };
+
+  /** A region for one read off the event loop (see the module comment); at most one is out. */
+  aheadRegion(): Buffer {
+    this.lastAhead = this.ahead.region(aheadReadBytes);
+    return this.lastAhead;
+  }
+
+  /** The ahead read filled `count` bytes of `region`: they are a new chunk, returned. */
+  aheadReceived(region: Buffer, count: number): Buffer {
+    assert(region === this.lastAhead && count <= region.length, 'an ahead read lands in the region aheadRegion() handed out');
+    this.lastAhead = undefined;
+    this.ahead.commit(count);
+    return region.subarray(0, count);
+  }
 
   /** Node's `onread.callback` hook; never pauses by itself (the connection pauses the socket). */
   readonly onRead = (count: number, buffer: Uint8Array): boolean => {
@@ -81,7 +122,7 @@ export class SocketInput {
       return true;
     }
     assert(buffer === this.lastStaging, 'a read lands in the buffer nextBuffer() handed out');
-    this.slabOffset += count;
+    this.staging.commit(count);
     consumer.receivedChunk(this.lastStaging.subarray(0, count));
     return true;
   };

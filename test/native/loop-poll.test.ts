@@ -1,8 +1,8 @@
 /**
  * Goal: the addon's event-loop busy poll (loop-poll.cc) spins only when the loop is idle, ends a
  * spin when another thread's event arrives, shrinks its window to nothing over long idle periods
- * and grows it again when idle periods are short, stops when set to 0, keeps separate state per
- * thread, and refuses bad arguments with TypeError through the binding and on the raw addon.
+ * and grows it again when idle periods are short, stops a spin whose yield let another thread
+ * run, stops when set to 0, keeps separate state per thread, and refuses bad arguments with TypeError through the binding and on the raw addon.
  *
  * Method: this test process's own event loop. Events come from a worker thread (a message it
  * posts is an epoll event on this loop, as a socket's would be); long idle periods come from
@@ -37,13 +37,14 @@ function echoWorker(t: Test): { ask: (delayMs: number) => Promise<void> } {
   };
 }
 
-const delta = (after: LoopPollStats, before: LoopPollStats): { spins: number; hits: number; timeouts: number } => ({
+const delta = (after: LoopPollStats, before: LoopPollStats): { spins: number; hits: number; timeouts: number; contended: number } => ({
   spins: after.spins - before.spins, hits: after.hits - before.hits, timeouts: after.timeouts - before.timeouts,
+  contended: after.contended - before.contended,
 });
 
 t.test('nothing spins before the first loopPollSet', async (t) => {
   await sleep(5);
-  t.same(poll.loopPollStats(), { maxSpinNs: 0, windowNs: 0, spins: 0, hits: 0, timeouts: 0, spinNs: 0 });
+  t.same(poll.loopPollStats(), { maxSpinNs: 0, windowNs: 0, spins: 0, hits: 0, timeouts: 0, contended: 0, spinNs: 0 });
 });
 
 t.test('a spin is ended by another thread\'s event', async (t) => {
@@ -53,10 +54,10 @@ t.test('a spin is ended by another thread\'s event', async (t) => {
   t.equal(before.maxSpinNs, 10_000_000);
   for (let round = 0; round < 50; round++) await worker.ask(1);
   const after = poll.loopPollStats();
-  const { spins, hits, timeouts } = delta(after, before);
+  const { spins, hits, timeouts, contended } = delta(after, before);
   t.ok(spins > 0, `idle periods began with a spin (${spins})`);
   t.ok(hits > 0, `spins caught the worker's answer (${hits} of ${spins})`);
-  t.equal(spins, hits + timeouts, 'every spin ends by an event or by its window');
+  t.equal(spins, hits + timeouts + contended, 'every spin ends by an event, its window, or a busy CPU');
   t.ok(after.spinNs > before.spinNs, 'time spent spinning is counted');
   poll.loopPollSet(0);
 });
@@ -73,7 +74,9 @@ t.test('long idle periods shrink the window to 0; short ones grow it back', asyn
   }
   const shrunk = poll.loopPollStats();
   t.equal(shrunk.windowNs, 0, `the window reached 0 after ${sleeps} long idle periods`);
-  t.ok(delta(shrunk, before).timeouts > 0, 'the spins of those periods ran out their window');
+  // No event ends these spins: they run out their window, or stop early when the CPU is busy.
+  const quiet = delta(shrunk, before);
+  t.ok(quiet.timeouts + quiet.contended > 0, `the spins of those periods caught nothing (${quiet.timeouts} ran out, ${quiet.contended} stopped for a busy CPU)`);
   let pings = 0;
   while (poll.loopPollStats().windowNs === 0 && pings < 1000) {
     await worker.ask(0);
@@ -97,12 +100,12 @@ t.test('time spent serving events is not idle time: slow requests keep the spin 
     Atomics.wait(cell, 0, 0, 1); // 1 ms of "work" on this thread, as a slow request would take
     if (poll.loopPollStats().windowNs > 0) openRounds++;
   }
-  const { spins, hits, timeouts } = delta(poll.loopPollStats(), before);
+  const { spins, hits, timeouts, contended } = delta(poll.loopPollStats(), before);
   // Counting the work as idle shuts the window after almost every answer: it was open after 4-9
   // of 100 rounds, measured, against 100 here on a quiet machine and 54-100 with two CPU hogs
   // running. (How many spins catch an answer depends on the load, so it is not asserted.)
   t.ok(openRounds > 25, `the window was open after ${openRounds} of 100 rounds (${hits} of ${spins} spins caught an answer)`);
-  t.equal(spins, hits + timeouts, 'every spin ends by an event or by its window');
+  t.equal(spins, hits + timeouts + contended, 'every spin ends by an event, its window, or a busy CPU');
   poll.loopPollSet(0);
 });
 
@@ -115,7 +118,7 @@ t.test('loopPollSet(0) stops spinning', async (t) => {
   const after = poll.loopPollStats();
   t.equal(after.maxSpinNs, 0);
   t.equal(after.windowNs, 0);
-  t.same(delta(after, before), { spins: 0, hits: 0, timeouts: 0 }, 'no idle period spun');
+  t.same(delta(after, before), { spins: 0, hits: 0, timeouts: 0, contended: 0 }, 'no idle period spun');
 });
 
 t.test('each thread has its own loop and its own state', async (t) => {
@@ -143,7 +146,7 @@ t.test('a loop that will not block (immediates pending) never spins', async (t) 
   poll.loopPollSet(10_000_000);
   const before = poll.loopPollStats();
   for (let turn = 0; turn < 1000; turn++) await nextTurn();
-  t.same(delta(poll.loopPollStats(), before), { spins: 0, hits: 0, timeouts: 0 });
+  t.same(delta(poll.loopPollStats(), before), { spins: 0, hits: 0, timeouts: 0, contended: 0 });
   poll.loopPollSet(0);
 });
 
@@ -167,8 +170,32 @@ t.test('a spin ends at the loop\'s next timer, and timer-ended periods shrink th
   }
   const after = poll.loopPollStats();
   t.equal(after.windowNs, 0, `periods ended by timers shrank the window to 0 (${sleeps} timers)`);
-  t.ok(delta(after, before).timeouts > 0, 'their spins ran to the timer');
+  const timed = delta(after, before);
+  t.ok(timed.timeouts + timed.contended > 0, `their spins ran to the timer, or stopped sooner for a busy CPU (${timed.timeouts}, ${timed.contended})`);
   poll.loopPollSet(0);
+});
+
+t.test('a spin whose yield lets another thread run stops: it would only take that thread\'s CPU', async (t) => {
+  // A process confined to one CPU, with a worker thread that never stops computing: every yield
+  // of a spin hands the CPU to that worker for a time slice, so the spin must end right there.
+  const script = `
+    const { Worker } = require('node:worker_threads');
+    const holder = { exports: {} };
+    process.dlopen(holder, process.argv[1]);
+    const hog = new Worker('for (;;) {}', { eval: true });
+    hog.on('online', async () => {
+      holder.exports.loopPollSet(10000000);
+      for (let i = 0; i < 40; i++) await new Promise((resolve) => setTimeout(resolve, 2));
+      process.stdout.write(JSON.stringify(holder.exports.loopPollStats()));
+      process.exit(0);
+    });
+  `;
+  const child = spawnSync('taskset', ['-c', '0', process.execPath, '-e', script, nativeAddonPath()], { encoding: 'utf8', timeout: 60_000 });
+  t.equal(child.status, 0, `the pinned process ran (${child.stderr})`);
+  const stats = JSON.parse(child.stdout) as LoopPollStats;
+  t.ok(stats.spins > 0, `idle periods began with a spin (${stats.spins})`);
+  t.ok(stats.contended > 0, `spins stopped for the busy CPU (${stats.contended} of ${stats.spins})`);
+  t.equal(stats.spins, stats.hits + stats.timeouts + stats.contended, 'every spin is counted by how it ended');
 });
 
 t.test('a worker thread that alone uses the addon exits cleanly with busy polling on', async (t) => {

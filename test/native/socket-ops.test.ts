@@ -11,6 +11,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import fs from 'node:fs';
+import os from 'node:os';
 import { checkedSocketBinding, isNativeError, loadKernelBinding, loadSocketBinding, nativeAddonPath, SocketBinding } from '../../src/native/binding';
 
 const sockets = loadSocketBinding();
@@ -59,6 +60,64 @@ t.test('transfers end early instead of hanging: silence, the peer ending, a shut
   void e;
 });
 
+t.test('a receive also takes, without waiting, what has arrived after its target', async (t) => {
+  const [a, b] = pair(t);
+  const payload = filled(2 * MiB, 4);
+  const following = filled(100, 5);
+  // The payload and the bytes after it are all in before the receive starts: the receive ahead sees them.
+  const sending = sockets.sendAsync(a, [payload, following], 1000);
+  const target = Buffer.alloc(payload.length);
+  const ahead = Buffer.alloc(64);
+  const first = await sockets.recvAheadAsync(b, target, ahead, 1000);
+  await sending;
+  t.equal(first.received, payload.length, 'the whole target');
+  t.ok(target.equals(payload), 'the target holds the payload, byte for byte');
+  t.ok(first.ahead > 0 && first.ahead <= ahead.length, `some of what followed came ahead (${first.ahead} bytes)`);
+  t.ok(ahead.subarray(0, first.ahead).equals(following.subarray(0, first.ahead)), 'ahead holds the bytes right after the payload');
+  const rest = Buffer.alloc(following.length - first.ahead);
+  t.equal(await sockets.recvAsync(b, rest, 1000), rest.length, 'the rest is still in the socket, not lost');
+  t.ok(rest.equals(following.subarray(first.ahead)), 'and follows in order');
+
+  // Nothing after the target: the receive does not wait for more.
+  await sockets.sendAsync(a, [filled(1000, 6)], 1000);
+  const started = Date.now();
+  const alone = await sockets.recvAheadAsync(b, Buffer.alloc(1000), Buffer.alloc(64), 5000);
+  t.same(alone, { received: 1000, ahead: 0 }, 'nothing ahead');
+  t.ok(Date.now() - started < 2500, 'and no wait for it (idleMs was 5 s)');
+
+  // A target that does not fill (the peer goes quiet): nothing is taken ahead.
+  await sockets.sendAsync(a, [filled(300, 7)], 1000);
+  const short = await sockets.recvAheadAsync(b, Buffer.alloc(1000), Buffer.alloc(64), 30);
+  t.same(short, { received: 300, ahead: 0 }, 'a short target: no ahead read');
+});
+
+t.test('a receive-and-write stores the whole payload, then takes what follows ahead', async (t) => {
+  const [a, b] = pair(t);
+  const directory = fs.mkdtempSync(`${os.tmpdir()}/cairn-recv-write-`);
+  const file = fs.openSync(`${directory}/data`, 'w+');
+  t.teardown(() => {
+    fs.closeSync(file);
+    fs.rmSync(directory, { recursive: true, force: true });
+  });
+  const payload = filled(MiB, 8);
+  const head = 4096; // already in the buffer, as the first read of a payload leaves it
+  const buffer = Buffer.alloc(payload.length);
+  payload.copy(buffer, 0, 0, head);
+  const sending = sockets.sendAsync(a, [payload.subarray(head), filled(28, 9)], 1000);
+  const ahead = Buffer.alloc(4096);
+  const result = await sockets.recvWriteAsync(b, buffer, head, 1000, file, 8192, ahead);
+  t.equal(await sending, payload.length - head + 28, 'everything sent');
+  t.same([result.received, result.written, result.writeError], [payload.length, payload.length, undefined], 'the whole payload received and written');
+  const aheadBytes = result.ahead ?? 0;
+  t.ok(aheadBytes <= 28, `then the bytes after it ahead (${aheadBytes} of 28 had arrived)`);
+  const rest = Buffer.alloc(28 - aheadBytes);
+  if (rest.length > 0) await sockets.recvAsync(b, rest, 1000);
+  const stored = Buffer.alloc(payload.length);
+  fs.readSync(file, stored, 0, stored.length, 8192);
+  t.ok(stored.equals(payload), 'the file holds the whole payload at its position');
+  t.ok(Buffer.concat([ahead.subarray(0, aheadBytes), rest]).equals(filled(28, 9)), 'ahead holds the next bytes, the socket the rest');
+});
+
 t.test('socket errors reject with errno-shaped errors; socketDup refuses what is not a stream socket', async (t) => {
   const [a, b] = pair(t);
   sockets.socketClose(b);
@@ -88,5 +147,10 @@ t.test('bad arguments are TypeErrors, through the binding and on the raw addon',
     t.throws(() => binding.recvAsync(3, Buffer.alloc(1), 60_001), TypeError);
     t.throws(() => binding.recvAsync(3, 'x' as unknown as Buffer, 10), TypeError);
     t.throws(() => binding.socketDup(1.5), TypeError);
+    t.throws(() => binding.recvAheadAsync(3, Buffer.alloc(1), 'x' as unknown as Buffer, 10), TypeError);
+    t.throws(() => binding.recvWriteAsync(3, Buffer.alloc(1), 0, 10, 4, 0, 'x' as unknown as Buffer), TypeError);
   }
+  const shared = Buffer.alloc(8192);
+  t.throws(() => checked.recvAheadAsync(3, shared.subarray(0, 4096), shared.subarray(4000), 10), /must not overlap/, 'ahead may not overlap the target');
+  t.throws(() => checked.recvWriteAsync(3, shared.subarray(4096), 0, 10, 4, 0, shared.subarray(0, 4097)), /must not overlap/, 'nor the buffer of a receive-and-write');
 });

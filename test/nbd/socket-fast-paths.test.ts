@@ -36,9 +36,30 @@ const deviceBytes = 64 * MiB;
 const NBD_CMD_READ = 0;
 const NBD_CMD_WRITE = 1;
 
-async function unixServer(t: Test, exported?: BlockDevice): Promise<{ server: NbdServer; device: BlockDevice; connect: () => Promise<RawClient> }> {
+/** The addon's socket calls, counting the bytes bulk receives took ahead of their payloads. */
+function countingSocketCalls(): { calls: SocketCalls; aheadBytes: () => number } {
+  const real = loadSocketBinding();
+  let ahead = 0;
+  const calls: SocketCalls = {
+    ...real,
+    recvAheadAsync: async (...args) => {
+      const result = await real.recvAheadAsync(...args);
+      ahead += result.ahead;
+      return result;
+    },
+    recvWriteAsync: async (...args) => {
+      const result = await real.recvWriteAsync(...args);
+      ahead += result.ahead ?? 0;
+      return result;
+    },
+  };
+  return { calls, aheadBytes: () => ahead };
+}
+
+async function unixServer(t: Test, exported?: BlockDevice): Promise<{ server: NbdServer; device: BlockDevice; connect: () => Promise<RawClient>; aheadBytes: () => number }> {
   const device = exported ?? new MemoryDevice({ sizeBytes: deviceBytes });
-  const server = new NbdServer({ socketCalls: loadSocketBinding(), storeOnArrival: 'always', resolver: new TestResolver(new Map([['disk', { device }]]), 'disk') });
+  const { calls, aheadBytes } = countingSocketCalls();
+  const server = new NbdServer({ socketCalls: calls, resolver: new TestResolver(new Map([['disk', { device }]]), 'disk') });
   const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-fast-paths-'));
   const socketPath = path.join(directory, 'nbd.sock');
   await server.listenUnix(socketPath);
@@ -51,6 +72,7 @@ async function unixServer(t: Test, exported?: BlockDevice): Promise<{ server: Nb
   return {
     server,
     device,
+    aheadBytes,
     connect: async () => {
       const socket = net.createConnection(socketPath);
       await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
@@ -106,7 +128,7 @@ async function storeDevice(t: Test): Promise<{ device: BlockDevice; direct: () =
 for (const kind of ['memory', 'extent store'] as const) t.test(`large and small writes arrive exactly, however the client splits and pauses them (${kind} device)`, async (t) => {
   const store = kind === 'memory' ? undefined : await storeDevice(t);
   const direct = store?.direct;
-  const { device, connect } = await unixServer(t, store?.device);
+  const { device, connect, aheadBytes } = await unixServer(t, store?.device);
   if (kind === 'extent store') {
     // Open every extent file first, so most large writes go straight from the socket to the file.
     for (let offset = 0; offset < deviceBytes; offset += 8 * MiB) await device.write(offset, Buffer.alloc(512));
@@ -133,6 +155,28 @@ for (const kind of ['memory', 'extent store'] as const) t.test(`large and small 
   await device.read(0, stored);
   t.ok(stored.equals(expected), 'the device holds exactly what was sent');
   if (kind === 'extent store') t.ok(direct !== undefined && direct() >= 2, `large payloads went straight from the socket to their files (${direct?.() ?? 0})`);
+  t.ok(aheadBytes() > 0, `bulk receives took the following bytes ahead (${aheadBytes()} bytes), and nothing above lost or reordered them`);
+});
+
+t.test('back-to-back large writes: each bulk receive takes the next request ahead, and every byte lands where it was sent', async (t) => {
+  const { device, connect, aheadBytes } = await unixServer(t);
+  const client = await connect();
+  const random = new SeededRandom(11);
+  const writes = 16;
+  const payloads = Array.from({ length: writes }, () => pattern(random, MiB));
+  // One write of everything: whenever a payload is complete, the next header is already queued.
+  const NBD_CMD_FLUSH = 3;
+  client.write(Buffer.concat([
+    ...payloads.flatMap((payload, index) => [requestHeader(NBD_CMD_WRITE, index, (writes - 1 - index) * MiB, MiB), payload]),
+    requestHeader(NBD_CMD_FLUSH, writes, 0, 0),
+  ]));
+  const errors: number[] = [];
+  for (let i = 0; i <= writes; i++) errors.push((await client.simpleReply()).error);
+  t.same(errors, new Array(writes + 1).fill(0), 'every write and the flush succeeded');
+  const stored = Buffer.alloc(writes * MiB);
+  await device.read(0, stored);
+  t.ok(stored.equals(Buffer.concat([...payloads].reverse())), 'each payload is at its own offset');
+  t.ok(aheadBytes() > 0, `the next requests came ahead of the event loop's reads (${aheadBytes()} bytes)`);
 });
 
 t.test('a write stored straight from the socket that fails is answered with an error; the connection goes on', async (t) => {
@@ -242,6 +286,7 @@ function scriptedBinding(): { binding: SocketCalls; transfers: ScriptedTransfer[
     socketClose: (fd) => { closed.push(fd); },
     sendAsync: transfer,
     recvAsync: transfer,
+    recvAheadAsync: () => transfer().then((received) => ({ received, ahead: 0 })),
     recvWriteAsync: () => transfer().then((received) => ({ received, written: 0 })),
   };
   return { binding, transfers, closed, shutdowns };
