@@ -252,5 +252,5 @@ function formatBusyPoll(poll: BusyPollView | null): string {
   if (poll === null) return 'unknown';
   if (poll.maxMicros === 0) return 'off';
   const hitShare = poll.spins === 0 ? '' : ` (${Math.round((100 * poll.hits) / poll.spins)}% caught the next event)`;
-  return `up to ${poll.maxMicros} us per idle period, now ${poll.windowMicros} us; ${poll.spins} spin(s)${hitShare}, ${poll.spinSeconds.toFixed(1)} s spent spinning`;
+  return `up to ${poll.maxMicros} us per idle period, now ${poll.windowMicros} us; ${poll.spins} spin(s)${hitShare}, ${poll.contended} stopped for a busy CPU, ${poll.spinSeconds.toFixed(1)} s spent spinning`;
 }

@@ -80,7 +80,7 @@ t.test('cairn commands against a running daemon', async (t) => {
     t.match(human.stdout, /^node\s+test \(cairn /m);
     t.match(human.stdout, /^volumes\s+1 \(20 GiB provisioned/m);
     t.match(human.stdout, new RegExp(`127\\.0\\.0\\.1:${daemon.tcpPort}`));
-    t.match(human.stdout, /^busy poll\s+up to 200 us per idle period, now \d+ us; \d+ spin\(s\).*, \d+\.\d s spent spinning$/m);
+    t.match(human.stdout, /^busy poll\s+up to 200 us per idle period, now \d+ us; \d+ spin\(s\).*, \d+ stopped for a busy CPU, \d+\.\d s spent spinning$/m);
     const json = JSON.parse((await cairn('--json', 'status')).stdout) as StatusView;
     t.match(json.nbd.busyPoll, { maxMicros: 200, windowMicros: Number, spins: Number, hits: Number, timeouts: Number, spinSeconds: Number });
     t.equal(json.volumes, 1);
