@@ -267,10 +267,13 @@ Napi::Value RecvWriteAsync(const Napi::CallbackInfo& info) {
   const int idle_ms = IdleArgument(info, 3);
   const int file_fd = FdArgument(info, 4, "fileFd");
   const int64_t position = IntegerArgument(info, 5, "position", 0);
+  // Every argument is checked before the worker exists: a throw after `new` would leak it.
+  const bool has_ahead = info.Length() > 6 && !info[6].IsUndefined();
+  const ByteView ahead = has_ahead ? BytesArgument(info, 6, "ahead") : ByteView{nullptr, 0};
   auto* worker = new SocketTransferWorker(info.Env(), false, fd, idle_ms);
   worker->AddBuffer(info[1], view);
   worker->SetFileTarget(static_cast<size_t>(from), file_fd, position);
-  if (info.Length() > 6 && !info[6].IsUndefined()) worker->SetAhead(info[6], BytesArgument(info, 6, "ahead"));
+  if (has_ahead) worker->SetAhead(info[6], ahead);
   return QueueWorker(worker);
 }
 

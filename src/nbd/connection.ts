@@ -492,6 +492,8 @@ export class NbdConnection {
       || this.phaseValue !== 'transmission' || !bulk.available) return;
     const pending = parser.pendingWrite;
     if (pending === undefined || pending === this.bulkDeclined || parser.missingPayloadBytes < bulkReceiveBytesMin) return;
+    // Node may hold the rest of this payload for its next read: then the event loop finishes it.
+    if (this.input !== undefined && !this.input.directTargetFree) return;
     const target = parser.directTarget(bulkReceiveBytesMin);
     if (target === undefined) return;
     this.bulkReceiving = true;

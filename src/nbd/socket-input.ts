@@ -76,6 +76,8 @@ export class SocketInput {
   private lastStaging: Buffer | undefined;
   private lastDirect: Buffer | undefined;
   private lastAhead: Buffer | undefined;
+  /** A read callback (onRead) is running. */
+  private inRead = false;
 
   /**
    * Binds the consumer. Call it in the tick that created the socket: Node reports reads only
@@ -99,6 +101,18 @@ export class SocketInput {
     return region;
   };
 
+  /**
+   * Whether a buffer may be filled by someone other than Node now: false while Node holds a
+   * direct target for its next read (nextBuffer handed one out) outside a read callback. Node
+   * reads into the buffer it holds whenever the socket is next resumed, so filling that memory
+   * meanwhile (a bulk receive of the same payload) would put those later bytes into a payload
+   * already complete. Inside a read callback it is safe: Node asks for its next buffer right
+   * after, and gets a staging region while a bulk receive runs.
+   */
+  get directTargetFree(): boolean {
+    return this.inRead || this.lastDirect === undefined;
+  }
+
   /** A region for one read off the event loop (see the module comment); at most one is out. */
   aheadRegion(): Buffer {
     this.lastAhead = this.ahead.region(aheadReadBytes);
@@ -117,14 +131,19 @@ export class SocketInput {
   readonly onRead = (count: number, buffer: Uint8Array): boolean => {
     const consumer = this.consumer;
     assert(consumer !== undefined, 'the consumer is attached before the first read');
-    if (buffer === this.lastDirect) {
-      consumer.receivedDirect(count);
+    this.inRead = true;
+    try {
+      if (buffer === this.lastDirect) {
+        consumer.receivedDirect(count);
+        return true;
+      }
+      assert(buffer === this.lastStaging, 'a read lands in the buffer nextBuffer() handed out');
+      this.staging.commit(count);
+      consumer.receivedChunk(this.lastStaging.subarray(0, count));
       return true;
+    } finally {
+      this.inRead = false;
     }
-    assert(buffer === this.lastStaging, 'a read lands in the buffer nextBuffer() handed out');
-    this.staging.commit(count);
-    consumer.receivedChunk(this.lastStaging.subarray(0, count));
-    return true;
   };
 }
 

@@ -103,7 +103,9 @@ t.test('--nbd-busy-poll: the event loop spins for the next request, and status r
   const after = (await daemon.api.status()).nbd.busyPoll;
   if (!before || !after) throw new Error('status has no busy-poll counters');
   t.ok(after.spins > before.spins, `idle periods began with a spin (${after.spins - before.spins})`);
-  t.ok(after.hits > before.hits, `spins caught the next request (${after.hits - before.hits})`);
+  const [spins, hits, contended] = [after.spins - before.spins, after.hits - before.hits, after.contended - before.contended];
+  // On a loaded machine most spins may stop for a busy CPU first; then a catch is not owed.
+  t.ok(hits > 0 || contended * 2 >= spins, `spins caught the next request (${hits} of ${spins}; ${contended} stopped for a busy CPU)`);
   t.equal(after.spins, after.hits + after.timeouts + after.contended, 'every spin ends by an event, its window, or a busy CPU');
   t.ok(after.spinSeconds > before.spinSeconds, 'the CPU spent spinning is counted');
 });

