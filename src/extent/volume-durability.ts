@@ -64,11 +64,13 @@ export class VolumeDurability {
   /**
    * Makes every completed write durable; see the module contract. The notice (see FlushNotice)
    * is passed on only when this flush is exactly one sync call — nothing else in flight to wait
-   * for, no directory to sync — so the sync's completion is the flush's.
+   * for, no directory to sync, no earlier failure — so the sync's completion is the flush's. (After
+   * a failure the file's next fdatasync may well succeed, as the kernel reports a writeback error
+   * once; a notice would then send success for a flush that must fail.)
    */
   async flush(notice?: FlushNotice): Promise<void> {
     const waits = [...this.syncsInFlight];
-    const alone = waits.length === 0 && this.createdCount <= this.directoryDurableSeq;
+    const alone = waits.length === 0 && this.createdCount <= this.directoryDurableSeq && this.stickyFailure === undefined;
     if (this.dirtyEntries.size > 0) waits.push(this.syncEntries([...this.dirtyEntries], alone ? notice : undefined));
     if (this.createdCount > this.directoryDurableSeq) waits.push(this.syncDirectory(this.createdCount));
     await Promise.all(waits);

@@ -10,16 +10,17 @@ import t from 'tap';
 import { VolumeDurability } from '../../src/extent/volume-durability';
 import type { OpenSegment, SyncTarget } from '../../src/extent/extent-types';
 import type { StoredVolume } from '../../src/extent/stored-volume';
+import type { FlushNotice } from '../../src/block/block-device';
 import { rejectsCode } from '../helpers/assertions';
 
-interface HeldSync { data: string[]; metadata: string[]; finish: (error?: Error) => void }
+interface HeldSync { data: string[]; metadata: string[]; notice: boolean; finish: (error?: Error) => void }
 
 function harness(): { durability: VolumeDurability; held: HeldSync[] } {
   const held: HeldSync[] = [];
-  const sync = (data: readonly SyncTarget[], metadata: readonly SyncTarget[]): Promise<void> =>
+  const sync = (data: readonly SyncTarget[], metadata: readonly SyncTarget[], notice?: FlushNotice): Promise<void> =>
     new Promise<void>((resolve, reject) => {
       held.push({
-        data: data.map((target) => target.path), metadata: metadata.map((target) => target.path),
+        data: data.map((target) => target.path), metadata: metadata.map((target) => target.path), notice: notice !== undefined,
         finish: (error) => (error === undefined ? resolve() : reject(error)),
       });
     });
@@ -111,6 +112,24 @@ void t.test('a failed sync re-dirties its files and fails every later flush (sti
   held[1]!.finish();
   await rejectsCode(t, () => flushing, 'CAIRN_IO', /fdatasync a: the drive reported an I\/O error \(EIO\)/);
   await rejectsCode(t, () => durability.flush(), 'CAIRN_IO');
+});
+
+void t.test('after a failed sync, no flush lends its reply to the syncing thread: it would be sent as a success', async (t) => {
+  const { durability, held } = harness();
+  const notice = (): FlushNotice => ({ fd: 99, bytes: Buffer.alloc(16), sentBytes: 0 });
+  const a = entry('a');
+  durability.markDirty(a);
+  const first = durability.flush(notice());
+  t.ok(held[0]!.notice, 'a flush alone with its sync passes the notice on (the reply leaves from the syncing thread)');
+  held[0]!.finish(Object.assign(new Error('injected'), { code: 'EIO' }));
+  await rejectsCode(t, () => first, 'CAIRN_IO');
+  // The next sync of the file may well succeed (the kernel reports a writeback error once), but
+  // the flush must fail: the thread would have sent a success reply before it did.
+  const second = durability.flush(notice());
+  t.equal(held.length, 2, 'the re-dirtied file is synced again');
+  t.notOk(held[1]!.notice, 'the sticky failure keeps the reply on the event loop');
+  held[1]!.finish();
+  await rejectsCode(t, () => second, 'CAIRN_IO');
 });
 
 void t.test('a failed directory fsync fails the FUA write that needed it', async (t) => {
