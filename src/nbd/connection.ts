@@ -30,7 +30,9 @@
  * - Reads land in staging slabs, and a large WRITE payload is received straight into its own
  *   buffer (no copy out of receive chunks).
  * - A payload with at least bulkReceiveBytesMin still missing is received on the thread pool
- *   while the socket is not read on the event loop; a READ reply of at least bulkSendBytesMin
+ *   while the socket is not read on the event loop — unless Node already holds the payload's
+ *   rest as the buffer of its next read (SocketInput.directTargetFree), which the event loop
+ *   then fills; a READ reply of at least bulkSendBytesMin
  *   is sent on the thread pool when nothing else is queued for output, and replies finished
  *   meanwhile wait (in order) until it is done. So the socket is never read, or written, by two
  *   threads at once, and the stream is ended only after a bulk send has finished.
