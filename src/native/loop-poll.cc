@@ -125,28 +125,32 @@ void OnPrepare(uv_prepare_t* handle) {
   if (timeout_ms > 0) window = std::min(window, state->idle_timer_ns);
   if (window == 0) return;
   state->spins++;
-  for (;;) {
+  // Which counter ends the spin: an event is ready, the window ran out, or the CPU is busy.
+  uint64_t* ended_by = nullptr;
+  uint64_t now = start;
+  while (ended_by == nullptr) {
     const bool ready = EventReady(state->backend_fd);
-    const uint64_t now = NowNs();
-    if (ready || now - start >= window) {
-      (ready ? state->hits : state->timeouts)++;
-      state->idle_spin_ns = now - start;
-      state->spin_ns += now - start;
-      uv_update_time(state->loop);  // libuv's poll timeout must count the time the spin took
-      return;
-    }
-    // Another runnable thread on this CPU (a client, a pool thread) goes first. A yield that
-    // came back late means one did run: the CPUs are busy, so there is no halted vCPU whose
-    // wake-up the spin could save, only CPU time it would take from that thread: stop.
-    sched_yield();
-    if (NowNs() - now >= kContendedYieldNs) {
-      state->contended++;
-      state->idle_spin_ns = NowNs() - start;
-      state->spin_ns += state->idle_spin_ns;
-      uv_update_time(state->loop);
-      return;
+    now = NowNs();
+    if (ready) {
+      ended_by = &state->hits;
+    } else if (now - start >= window) {
+      ended_by = &state->timeouts;
+    } else {
+      // Another runnable thread on this CPU (a client, a pool thread) goes first. A yield that
+      // came back late means one did run: the CPUs are busy, so there is no halted vCPU whose
+      // wake-up the spin could save, only CPU time it would take from that thread: stop.
+      sched_yield();
+      const uint64_t after = NowNs();
+      if (after - now >= kContendedYieldNs) {
+        ended_by = &state->contended;
+        now = after;
+      }
     }
   }
+  (*ended_by)++;
+  state->idle_spin_ns = now - start;
+  state->spin_ns += now - start;
+  uv_update_time(state->loop);  // libuv's poll timeout must count the time the spin took
 }
 
 void OnCheck(uv_check_t* handle) {

@@ -205,6 +205,7 @@ export class NbdConnection {
     this.closed = new Promise((resolve) => {
       this.resolveClosed = resolve;
     });
+    assert(options.bulk === undefined || options.input !== undefined, 'a bulk channel comes with its socket input');
     this.bulk = options.bulk;
     this.input = options.input;
     this.storeOnArrival = options.storeOnArrival ?? 'always';
@@ -489,13 +490,14 @@ export class NbdConnection {
   /** Hands the rest of a large pending WRITE payload to the bulk channel (see the module comment). */
   private maybeStartBulkReceive(): void {
     const bulk = this.bulk;
+    const input = this.input;
     const parser = this.requestParser;
-    if (bulk === undefined || parser === undefined || this.bulkReceiving || !this.reading
+    if (bulk === undefined || input === undefined || parser === undefined || this.bulkReceiving || !this.reading
       || this.phaseValue !== 'transmission' || !bulk.available) return;
     const pending = parser.pendingWrite;
     if (pending === undefined || pending === this.bulkDeclined || parser.missingPayloadBytes < bulkReceiveBytesMin) return;
     // Node may hold the rest of this payload for its next read: then the event loop finishes it.
-    if (this.input !== undefined && !this.input.directTargetFree) return;
+    if (!input.directTargetFree) return;
     const target = parser.directTarget(bulkReceiveBytesMin);
     if (target === undefined) return;
     this.bulkReceiving = true;
@@ -508,8 +510,7 @@ export class NbdConnection {
     if (direct !== undefined) this.deviceCallsRunning += 1;
     // What follows the payload comes back too when it has already arrived (usually the next
     // request's header): it is parsed at once, without resuming the socket for one more read.
-    const input = this.input;
-    const ahead = input?.aheadRegion();
+    const ahead = input.aheadRegion();
     // Both kinds report the bytes newly received; storing also reports how the file write went.
     const receiving: Promise<{ count: number; aheadCount: number; stored: true | Error | undefined }> = direct === undefined
       ? bulk.receive(target, ahead).then((result) => ({ count: result.received, aheadCount: result.ahead, stored: undefined }))
@@ -528,7 +529,7 @@ export class NbdConnection {
       if (count === target.length) pending.stored = stored;
       else this.bulkDeclined = pending; // short: the peer paused or ended; finish on the event loop
       // Bytes ahead come only after a complete payload, so they follow it in the stream.
-      if (input !== undefined && ahead !== undefined && aheadCount > 0) this.queue.push(input.aheadReceived(ahead, aheadCount));
+      if (aheadCount > 0) this.queue.push(input.aheadReceived(ahead, aheadCount));
       this.pumpRequests();
     }, (error: unknown) => {
       this.bulkReceiving = false;
