@@ -4,7 +4,8 @@
  * fdatasync). The same fio jobs (ioengine=nbd, one connection per fio job) run against each server
  * in turn, job by job (who goes first rotates per job, and each run starts after `sync`), so drift
  * in the machine and the writeback of earlier runs affect all three alike. Prints IOPS, MB/s, p50/p99
- * latency and the ratio Cairn/nbdkit per job, and writes the table as JSON. Every image is written
+ * latency, the server's CPU time per I/O (every thread and child process of it, from /proc) and
+ * the ratio Cairn/nbdkit per job, and writes the table as JSON. Every image is written
  * in full once before the first job, so each job sees allocated blocks.
  *
  * With --floor, a fourth server runs too: the Node floor (nbd-floor-server.ts), the least a Node
@@ -32,10 +33,14 @@ import { dirname, join, resolve } from 'node:path';
 import { ApiClient } from '../src/api/client';
 import { GiB, parseBytes } from '../src/util/units';
 import { extentBytesDefault } from '../src/limits';
-import { run, Server, startServer, waitForSocket } from './processes';
+import { clockTicksPerSecond, run, Server, startServer, treeCpuSeconds, waitForSocket } from './processes';
 
 interface Job { readonly name: string; readonly rw: string; readonly bs: string; readonly iodepth: number; readonly fsync?: boolean; readonly connections: number }
-interface Result { job: string; server: string; round: number; iops: number; mbps: number; p50us: number; p99us: number }
+/** cpuUsPerIo: the server's CPU time (all its threads and processes) per I/O over the fio run. */
+interface Result { job: string; server: string; round: number; iops: number; mbps: number; p50us: number; p99us: number; cpuUsPerIo: number }
+
+/** fio's warm-up before it starts counting, in seconds. */
+const rampSeconds = 1;
 
 const baseJobs: Array<Omit<Job, 'connections' | 'name'> & { label: string }> = [
   { label: 'seq-write-1M-qd8', rw: 'write', bs: '1M', iodepth: 8 },
@@ -88,6 +93,7 @@ export async function runNbdBench(argv: string[]): Promise<void> {
     // Every server starts from a fully written image, as a disk in use is: otherwise the first
     // job pays for block allocation and a --jobs subset measures something else than a full run.
     for (const { server, uri } of servers) await fillImage(root, server.name, uri, sizeBytes);
+    const ticksPerSecond = await clockTicksPerSecond();
     const results: Result[] = [];
     for (const [jobIndex, job] of jobs.entries()) {
       for (let round = 0; round < rounds; round++) {
@@ -97,9 +103,9 @@ export async function runNbdBench(argv: string[]): Promise<void> {
         const order = servers.map((_, index) => servers[(index + jobIndex + round) % servers.length]!);
         for (const { server, uri } of order) {
           await run('sync', [], { timeoutMs: 120_000 });
-          const result = { ...await runFio(root, job, server.name, uri, sizeBytes, runtimeSeconds), round };
+          const result = { ...await runFio(root, job, server, uri, sizeBytes, runtimeSeconds, ticksPerSecond), round };
           results.push(result);
-          process.stderr.write(`${job.name.padEnd(28)} ${server.name.padEnd(9)} ${result.iops.toFixed(0).padStart(8)} IOPS ${result.mbps.toFixed(1).padStart(8)} MB/s  p50 ${result.p50us.toFixed(0)} us  p99 ${result.p99us.toFixed(0)} us${rounds > 1 ? `  (round ${round + 1})` : ''}\n`);
+          process.stderr.write(`${job.name.padEnd(28)} ${server.name.padEnd(9)} ${result.iops.toFixed(0).padStart(8)} IOPS ${result.mbps.toFixed(1).padStart(8)} MB/s  p50 ${result.p50us.toFixed(0)} us  p99 ${result.p99us.toFixed(0)} us  CPU ${result.cpuUsPerIo.toFixed(1)} us/IO${rounds > 1 ? `  (round ${round + 1})` : ''}\n`);
         }
       }
     }
@@ -182,14 +188,25 @@ async function fillImage(root: string, serverName: string, uri: string, sizeByte
   if (code !== 0) throw new Error(`filling ${serverName}'s image failed (${code}): ${stderr.slice(-2000)}`);
 }
 
-async function runFio(root: string, job: Job, serverName: string, uri: string, sizeBytes: number, runtimeSeconds: number): Promise<Omit<Result, 'round'>> {
+/**
+ * One fio run against one server. The server's CPU time is read before and after the fio
+ * process, so it spans the ramp as well as the measured seconds; it is divided by the I/Os of
+ * both, taken at the measured rate (a write and its flush count as one I/O in the flush jobs).
+ */
+async function runFio(root: string, job: Job, server: Server, uri: string, sizeBytes: number, runtimeSeconds: number,
+  ticksPerSecond: number): Promise<Omit<Result, 'round'>> {
+  const serverName = server.name;
+  const pid = server.process.pid;
+  if (pid === undefined) throw new Error(`${serverName} has no process id`);
   const jobFile = join(root, `${job.name}-${serverName}.fio`);
   writeFileSync(jobFile, [
-    '[global]', 'ioengine=nbd', `uri=${uri}`, `size=${sizeBytes}`, 'time_based=1', `runtime=${runtimeSeconds}`, 'ramp_time=1',
+    '[global]', 'ioengine=nbd', `uri=${uri}`, `size=${sizeBytes}`, 'time_based=1', `runtime=${runtimeSeconds}`, `ramp_time=${rampSeconds}`,
     'group_reporting=1', `numjobs=${job.connections}`, 'randrepeat=0',
     `[${job.name}]`, `rw=${job.rw}`, `bs=${job.bs}`, `iodepth=${job.iodepth}`, ...(job.fsync ? ['fsync=1'] : []), '',
   ].join('\n'));
+  const cpuBefore = treeCpuSeconds(pid, ticksPerSecond);
   const { code, stdout, stderr } = await run('fio', ['--output-format=json', jobFile], { timeoutMs: (runtimeSeconds + 60) * 1000 });
+  const cpuSeconds = treeCpuSeconds(pid, ticksPerSecond) - cpuBefore;
   if (code !== 0) throw new Error(`fio ${job.name} against ${serverName} failed (${code}): ${stderr.slice(-2000)}`);
   const json = JSON.parse(stdout.slice(stdout.indexOf('{'))) as { jobs: Array<Record<string, { iops: number; bw_bytes: number; clat_ns: { percentile?: Record<string, number> } }>> };
   const stats = json.jobs[0]?.[job.rw.includes('read') ? 'read' : 'write'];
@@ -198,6 +215,7 @@ async function runFio(root: string, job: Job, serverName: string, uri: string, s
   return {
     job: job.name, server: serverName, iops: stats.iops, mbps: stats.bw_bytes / 1e6,
     p50us: (percentile['50.000000'] ?? 0) / 1000, p99us: (percentile['99.000000'] ?? 0) / 1000,
+    cpuUsPerIo: stats.iops > 0 ? (1e6 * cpuSeconds) / (stats.iops * (runtimeSeconds + rampSeconds)) : 0,
   };
 }
 
@@ -212,13 +230,14 @@ function formatResults(jobs: readonly Job[], results: readonly Result[]): string
   const servers = [...new Set(results.map((r) => r.server))];
   // Ratios to nbdkit for Cairn (always a column) and for the optional second Cairn and floor.
   const ratioServers = ['cairn', ...['cairn-pe', 'floor'].filter((name) => servers.includes(name))];
-  const header = ['job', ...servers.flatMap((s) => [`${s} IOPS`, `${s} MB/s`, `${s} p50/p99 us`]), ...ratioServers.map((s) => `${s}/nbdkit`)];
+  const header = ['job', ...servers.flatMap((s) => [`${s} IOPS`, `${s} MB/s`, `${s} p50/p99 us`, `${s} CPU us/IO`]), ...ratioServers.map((s) => `${s}/nbdkit`)];
   const rows = jobs.map((job) => {
     const cells = [job.name];
     for (const server of servers) {
       const runs = results.filter((x) => x.job === job.name && x.server === server).sort((a, b) => a.iops - b.iops);
       const r = runs[Math.floor((runs.length - 1) / 2)];
-      cells.push(r ? r.iops.toFixed(0) : '-', r ? r.mbps.toFixed(1) : '-', r ? `${r.p50us.toFixed(0)}/${r.p99us.toFixed(0)}` : '-');
+      cells.push(r ? r.iops.toFixed(0) : '-', r ? r.mbps.toFixed(1) : '-', r ? `${r.p50us.toFixed(0)}/${r.p99us.toFixed(0)}` : '-',
+        r ? r.cpuUsPerIo.toFixed(1) : '-');
     }
     const ratio = (server: string): string => {
       const ratios: number[] = [];

@@ -1,5 +1,6 @@
-/** Child-process helpers for benchmarks: start a server, wait until its socket answers, stop it. */
+/** Child-process helpers for benchmarks: start a server, wait until its socket answers, stop it, and read its CPU time. */
 import { ChildProcess, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -67,4 +68,61 @@ export function run(command: string, args: string[], options: { timeoutMs?: numb
       resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() });
     });
   });
+}
+
+/**
+ * One line of /proc/PID/stat: the parent's pid and the user + system CPU time in clock ticks.
+ * The command name sits in parentheses and may hold spaces and parentheses itself, so the
+ * fields are counted from the last ')'. Undefined when the line is not a stat line.
+ */
+export function parseProcStat(line: string): { ppid: number; ticks: number } | undefined {
+  const close = line.lastIndexOf(')');
+  if (close < 0) return undefined;
+  // After the name: state (field 3), ppid (4), ... utime (14), stime (15).
+  const fields = line.slice(close + 1).trim().split(/\s+/);
+  const ppid = Number(fields[1]);
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  if (![ppid, utime, stime].every(Number.isSafeInteger)) return undefined;
+  return { ppid, ticks: utime + stime };
+}
+
+/**
+ * CPU seconds used so far by the process `pid` and every live descendant (all their threads):
+ * a server that forks a process per connection is measured whole. A descendant that has exited
+ * and been reaped is no longer counted, so take both readings while the server runs.
+ */
+export function treeCpuSeconds(pid: number, ticksPerSecond: number): number {
+  const stats = new Map<number, { ppid: number; ticks: number }>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let line: string;
+    try {
+      line = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // exited while we looked
+    }
+    const parsed = parseProcStat(line);
+    if (parsed) stats.set(Number(entry), parsed);
+  }
+  const inTree = (candidate: number): boolean => {
+    for (let current = candidate, hops = 0; hops < 64; hops++) {
+      if (current === pid) return true;
+      const parent = stats.get(current)?.ppid;
+      if (parent === undefined || parent <= 1) return false;
+      current = parent;
+    }
+    return false;
+  };
+  let ticks = 0;
+  for (const [candidate, stat] of stats) if (inTree(candidate)) ticks += stat.ticks;
+  return ticks / ticksPerSecond;
+}
+
+/** The kernel's clock ticks per second for /proc times (getconf CLK_TCK). */
+export async function clockTicksPerSecond(): Promise<number> {
+  const { code, stdout } = await run('getconf', ['CLK_TCK']);
+  const ticks = Number(stdout.trim());
+  if (code !== 0 || !Number.isSafeInteger(ticks) || ticks <= 0) throw new Error(`getconf CLK_TCK failed (${code}): '${stdout.trim()}'`);
+  return ticks;
 }
