@@ -93,7 +93,8 @@ export function parseProcStat(line: string): { ppid: number; ticks: number } | u
  * and been reaped is no longer counted, so take both readings while the server runs.
  */
 export function treeCpuSeconds(pid: number, ticksPerSecond: number): number {
-  const stats = new Map<number, { ppid: number; ticks: number }>();
+  const ticksOf = new Map<number, number>();
+  const childrenOf = new Map<number, number[]>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     let line: string;
@@ -103,19 +104,19 @@ export function treeCpuSeconds(pid: number, ticksPerSecond: number): number {
       continue; // exited while we looked
     }
     const parsed = parseProcStat(line);
-    if (parsed) stats.set(Number(entry), parsed);
+    if (parsed === undefined) continue;
+    const id = Number(entry);
+    ticksOf.set(id, parsed.ticks);
+    const siblings = childrenOf.get(parsed.ppid);
+    if (siblings === undefined) childrenOf.set(parsed.ppid, [id]);
+    else siblings.push(id);
   }
-  const inTree = (candidate: number): boolean => {
-    for (let current = candidate, hops = 0; hops < 64; hops++) {
-      if (current === pid) return true;
-      const parent = stats.get(current)?.ppid;
-      if (parent === undefined || parent <= 1) return false;
-      current = parent;
-    }
-    return false;
-  };
   let ticks = 0;
-  for (const [candidate, stat] of stats) if (inTree(candidate)) ticks += stat.ticks;
+  for (const pending = [pid]; pending.length > 0;) {
+    const id = pending.pop()!;
+    ticks += ticksOf.get(id) ?? 0;
+    pending.push(...(childrenOf.get(id) ?? []));
+  }
   return ticks / ticksPerSecond;
 }
 
